@@ -1,0 +1,23 @@
+"""nbflow: durable, resumable notebook workflows.
+
+States run in order, every state is checkpointed, every step is an event in a log beside
+the notebook, and a run cut off by a crash continues where it stopped.
+"""
+
+from nbflow.engine import Engine, Failpoints, RunPhase, RunResult, StartRequest, fact
+from nbflow.errors import NbflowError
+from nbflow.flow import Flow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Engine",
+    "Failpoints",
+    "Flow",
+    "NbflowError",
+    "RunPhase",
+    "RunResult",
+    "StartRequest",
+    "__version__",
+    "fact",
+]

@@ -1,0 +1,64 @@
+"""The context interface: how the engine saves and loads what a state works on.
+
+A *context* is the value a state body receives and returns: in plain Python a JSON document,
+in a notebook the kernel's variables. A codec turns a context into a snapshot artifact and
+back. The engine only ever handles snapshot ids; what a snapshot contains is the codec's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol, TypeVar
+
+from nbflow.errors import ContextError
+from nbflow.store.artifacts import ArtifactStore
+
+C = TypeVar("C")
+
+
+class ContextCodec(Protocol[C]):
+    """Saves a context as a snapshot artifact and loads it back."""
+
+    def capture(self, context: C) -> str:
+        """Durably store ``context`` and return its snapshot id (an artifact id)."""
+        ...
+
+    def restore(self, snapshot_id: str) -> C:
+        """Load the context saved as ``snapshot_id``; verifies every artifact read."""
+        ...
+
+
+class JsonContextCodec:
+    """Contexts that are JSON documents, stored as one artifact each.
+
+    Equal documents give equal ids, so a state that changes nothing writes nothing.
+    """
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self._artifacts = artifacts
+
+    def capture(self, context: Any) -> str:
+        """Store ``context`` as sorted, compact JSON."""
+        try:
+            data = json.dumps(
+                context, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ContextError(
+                "context_not_json",
+                f"the context is not a JSON document: {exc}",
+                hint="return only dicts, lists, strings, numbers, booleans and None from a state",
+            ) from exc
+        return self._artifacts.put(data)
+
+    def restore(self, snapshot_id: str) -> Any:
+        """The JSON document saved as ``snapshot_id``."""
+        data = self._artifacts.get(snapshot_id)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise ContextError(
+                "context_undecodable",
+                f"snapshot {snapshot_id} is not a JSON document",
+                name=snapshot_id,
+            ) from exc

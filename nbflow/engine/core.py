@@ -1,0 +1,410 @@
+"""The engine: start a run from a manifest, run its states, resume it from its events.
+
+Semantics follow DESIGN §3. The engine is synchronous and runs state bodies on the calling
+thread: in a kernel that is the main thread, where IPython expects user code to run.
+Rejected alternative: an asyncio engine. Bodies are blocking user code, an event loop would
+need nesting inside the kernel's own loop, and the only gain (parallel branches) is refused
+until fan-out is built.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic
+
+from nbflow.engine.attempt import error_from_exception
+from nbflow.engine.context import C, ContextCodec
+from nbflow.engine.contract import (
+    check_start_contract,
+    read_manifest,
+    validate_execution_mode,
+)
+from nbflow.engine.facts import CURRENT_SCOPE, FactScope
+from nbflow.engine.failpoints import Failpoints
+from nbflow.engine.history import RunHistory, read_history
+from nbflow.engine.logs import RunLogger
+from nbflow.engine.plan import topological_order
+from nbflow.engine.results import Body, BodyResolver, RunPhase, RunResult, StartRequest
+from nbflow.engine.writer import RunWriter
+from nbflow.errors import HistoryError, NbflowError, StorageError
+from nbflow.model.config import RetryPolicy
+from nbflow.model.errors import ErrorInfo
+from nbflow.model.events import (
+    AttemptInterrupted,
+    EventEnvelope,
+    FactRecorded,
+    RetryScheduled,
+    RunCompleted,
+    RunStarted,
+    RunStatus,
+    StateCompleted,
+    StateEntered,
+    StateFailed,
+)
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import StateSpec
+from nbflow.store.artifacts import ArtifactStore
+from nbflow.store.events import EventStore
+
+Listener = Callable[[EventEnvelope], None]
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where run_states begins: a state, its attempt number and its base snapshot."""
+
+    state_id: str
+    attempt: int
+    base_snapshot_id: str
+
+
+@dataclass
+class _Live(Generic[C]):
+    """The context in memory and the snapshot it is known to equal."""
+
+    snapshot_id: str
+    context: C
+
+
+class Engine(Generic[C]):
+    """Runs plans durably: every step is an event, every completed state a checkpoint."""
+
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        events: EventStore,
+        codec: ContextCodec[C],
+        bodies: BodyResolver[C] | Mapping[str, Body[C]],
+        *,
+        failpoints: Failpoints | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.artifacts = artifacts
+        self.events = events
+        self.codec = codec
+        self._resolve = _as_resolver(bodies)
+        self.failpoints = failpoints or Failpoints()
+        self._sleep = sleep
+        self.listeners: list[Listener] = []
+
+    # -- public operations ----------------------------------------------------------------
+
+    def start(self, request: StartRequest[C]) -> RunResult:
+        """Validate ``request``, record RunStarted and run every state of the plan."""
+        validate_execution_mode(request.run_config)
+        check_start_contract(
+            request.manifest, request.manifest_id, request.plan, request.run_config
+        )
+        if not self.artifacts.exists(request.manifest_id):
+            raise StorageError(
+                "manifest_not_found",
+                f"manifest {request.manifest_id} is not in the artifact store",
+                name=request.manifest_id,
+                hint="store it first with nbflow.engine.store_manifest(artifacts, manifest)",
+            )
+        order = topological_order(request.plan)
+        bodies = {spec.id: self._resolve(request.manifest, spec) for spec in order}
+        run_id = uuid.uuid4().hex
+        with self.artifacts.batch():
+            return self._start_run(request, order, bodies, run_id)
+
+    def _start_run(
+        self,
+        request: StartRequest[C],
+        order: list[StateSpec],
+        bodies: Mapping[str, Body[C]],
+        run_id: str,
+    ) -> RunResult:
+        log = RunLogger(run_id)
+        initial_snapshot_id = self.codec.capture(request.initial_context)
+        writer = self._writer(run_id, 0)
+        writer.append(
+            RunStarted(
+                op_id=request.plan.flow_id,
+                manifest_id=request.manifest_id,
+                initial_snapshot_id=initial_snapshot_id,
+            )
+        )
+        log.info("run started from manifest %s", request.manifest_id)
+        return self._run_states(
+            request.manifest,
+            order,
+            bodies,
+            writer,
+            completed=set(),
+            current_snapshot_id=initial_snapshot_id,
+            start=None,
+            facts={},
+            live=_Live(initial_snapshot_id, request.initial_context),
+        )
+
+    def resume(self, run_id: str) -> RunResult:
+        """Continue ``run_id`` where its events say it stopped (DESIGN §3, Resume)."""
+        history = self.history(run_id)
+        if history.run_completed is not None:
+            RunLogger(run_id).info("run already ended; nothing to resume")
+            return _ended_result(run_id, history)
+        manifest = read_manifest(self.artifacts, history.started.manifest_id)
+        validate_execution_mode(manifest.run_config)
+        if history.started.op_id != manifest.flow_id:
+            raise HistoryError(
+                "run_started_op_id_mismatch",
+                f"run {run_id} started flow {history.started.op_id!r} but its manifest is "
+                f"for {manifest.flow_id!r}",
+                name=run_id,
+            )
+        order = topological_order(manifest.plan)
+        unknown = set(history.completed) - {spec.id for spec in order}
+        if unknown:
+            raise HistoryError(
+                "invalid_attempt_envelopes",
+                f"run {run_id} completed states its manifest does not have: {sorted(unknown)}",
+                name=run_id,
+            )
+        bodies = {
+            spec.id: self._resolve(manifest, spec)
+            for spec in order
+            if spec.id not in history.completed
+        }
+        writer = self._writer(run_id, history.head_seq)
+        log = RunLogger(run_id)
+        start = self._resume_point(history, manifest, order, writer, log)
+        if isinstance(start, RunResult):
+            return start
+        with self.artifacts.batch():
+            return self._run_states(
+                manifest,
+                order,
+                bodies,
+                writer,
+                completed=set(history.completed),
+                current_snapshot_id=history.last_checkpoint,
+                start=start,
+                facts=dict(history.facts),
+                live=None,
+            )
+
+    def cancel(self, run_id: str) -> RunResult:
+        """End an unfinished run as cancelled; an ended run is returned unchanged."""
+        history = self.history(run_id)
+        if history.run_completed is not None:
+            return _ended_result(run_id, history)
+        writer = self._writer(run_id, history.head_seq)
+        writer.append(
+            RunCompleted(status=RunStatus.CANCELLED, final_snapshot_id=history.last_checkpoint)
+        )
+        RunLogger(run_id).info("run cancelled")
+        return RunResult(run_id, RunPhase.CANCELLED, history.last_checkpoint)
+
+    def history(self, run_id: str) -> RunHistory:
+        """The run's events folded into a :class:`RunHistory`; ``run_not_found`` if none."""
+        if self.events.head_seq(run_id) == 0:
+            raise StorageError(
+                "run_not_found",
+                f"there is no run {run_id}",
+                name=run_id,
+                hint="list runs with %flow runs or `nbflow runs`",
+            )
+        return read_history(run_id, self.events.read_range(run_id, 1, None))
+
+    # -- resume decision ------------------------------------------------------------------
+
+    def _resume_point(
+        self,
+        history: RunHistory,
+        manifest: Manifest,
+        order: list[StateSpec],
+        writer: RunWriter,
+        log: RunLogger,
+    ) -> _Start | RunResult:
+        orphan = history.open_attempt
+        if orphan is not None:
+            log.warning(
+                "attempt %d of %s never ended; retrying it", orphan.attempt, orphan.state_id
+            )
+            return _Start(orphan.state_id, orphan.attempt + 1, orphan.base_snapshot_id)
+        pending = next((spec for spec in order if spec.id not in history.completed), None)
+        if pending is None:
+            writer.append(
+                RunCompleted(status=RunStatus.COMPLETED, final_snapshot_id=history.last_checkpoint)
+            )
+            log.info("all states had completed; run marked completed")
+            return RunResult(writer.run_id, RunPhase.COMPLETED, history.last_checkpoint)
+        failure = history.last_failure.get(pending.id)
+        if failure is None:
+            return _Start(pending.id, history.next_attempt(pending.id), history.last_checkpoint)
+        policy = _policy(manifest, pending)
+        if failure.error.retryable and failure.attempt + 1 < policy.max_attempts:
+            log.info("retrying failed state %s as attempt %d", pending.id, failure.attempt + 1)
+            return _Start(pending.id, failure.attempt + 1, failure.base_snapshot_id)
+        writer.append(
+            RunCompleted(status=RunStatus.FAILED, final_snapshot_id=history.last_checkpoint)
+        )
+        log.warning("state %s cannot be retried; run marked failed", pending.id)
+        return RunResult(
+            writer.run_id, RunPhase.FAILED, history.last_checkpoint, pending.id, failure.error
+        )
+
+    # -- running --------------------------------------------------------------------------
+
+    def _run_states(
+        self,
+        manifest: Manifest,
+        order: list[StateSpec],
+        bodies: Mapping[str, Body[C]],
+        writer: RunWriter,
+        *,
+        completed: set[str],
+        current_snapshot_id: str,
+        start: _Start | None,
+        facts: dict[str, object],
+        live: _Live[C] | None,
+    ) -> RunResult:
+        def record_fact(key: str, value: object) -> None:
+            writer.append(FactRecorded(key=key, value=value))
+
+        scope = FactScope(facts, record_fact)
+        found_start = start is None
+        for spec in order:
+            if spec.id in completed:
+                continue
+            if start is not None and not found_start and spec.id != start.state_id:
+                continue
+            if start is not None and spec.id == start.state_id:
+                found_start = True
+                attempt, base = start.attempt, start.base_snapshot_id
+            else:
+                attempt, base = 0, current_snapshot_id
+            policy = _policy(manifest, spec)
+            while True:
+                outcome = self._attempt(spec, bodies[spec.id], attempt, base, writer, scope, live)
+                if isinstance(outcome, _Live):
+                    live = outcome
+                    current_snapshot_id = outcome.snapshot_id
+                    break
+                live = None
+                if outcome is None:  # failpoint: stop as if the process died here
+                    writer.flush()
+                    return RunResult(writer.run_id, RunPhase.RUNNING, current_snapshot_id)
+                log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
+                if outcome.retryable and attempt + 1 < policy.max_attempts:
+                    delay_ms = policy.delay_ms(attempt)
+                    writer.append(
+                        RetryScheduled(
+                            state_id=spec.id, next_attempt=attempt + 1, delay_ms=delay_ms
+                        )
+                    )
+                    log.warning("failed (%s); retrying in %d ms", outcome.code, delay_ms)
+                    if delay_ms:
+                        self._sleep(delay_ms / 1000)
+                    attempt += 1
+                    continue
+                writer.append(
+                    RunCompleted(status=RunStatus.FAILED, final_snapshot_id=current_snapshot_id)
+                )
+                log.error("failed (%s); no retries left, run failed", outcome.code)
+                return RunResult(
+                    writer.run_id, RunPhase.FAILED, current_snapshot_id, spec.id, outcome
+                )
+        writer.append(
+            RunCompleted(status=RunStatus.COMPLETED, final_snapshot_id=current_snapshot_id)
+        )
+        RunLogger(writer.run_id).info("run completed")
+        return RunResult(writer.run_id, RunPhase.COMPLETED, current_snapshot_id)
+
+    def _attempt(
+        self,
+        spec: StateSpec,
+        body: Body[C],
+        attempt: int,
+        base_snapshot_id: str,
+        writer: RunWriter,
+        scope: FactScope,
+        live: _Live[C] | None,
+    ) -> _Live[C] | ErrorInfo | None:
+        """Run one attempt: the new live context, the failure, or None at the failpoint."""
+        log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
+        writer.append(
+            StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base_snapshot_id)
+        )
+        log.info("attempt started from %s", base_snapshot_id)
+        try:
+            if live is not None and live.snapshot_id == base_snapshot_id:
+                context = live.context
+            else:
+                context = self.codec.restore(base_snapshot_id)
+        except NbflowError as exc:
+            return self._fail(spec, attempt, writer, exc.info())
+        token = CURRENT_SCOPE.set(scope)
+        try:
+            result = body(context)
+        except Exception as exc:
+            return self._fail(spec, attempt, writer, error_from_exception(spec, exc))
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # The attempt stays open, so resume retries it; the event is for the timeline.
+            writer.append(
+                AttemptInterrupted(state_id=spec.id, attempt=attempt, reason=type(exc).__name__)
+            )
+            log.warning("interrupted by %s", type(exc).__name__)
+            raise
+        finally:
+            CURRENT_SCOPE.reset(token)
+        if self.failpoints.take_stop_after_body():
+            log.warning("failpoint: stopping before the checkpoint is recorded")
+            return None
+        try:
+            snapshot_id = self.codec.capture(result)
+        except NbflowError as exc:
+            return self._fail(spec, attempt, writer, exc.info())
+        writer.stage(StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id))
+        log.info("completed with snapshot %s", snapshot_id)
+        return _Live(snapshot_id, result)
+
+    def _fail(
+        self, spec: StateSpec, attempt: int, writer: RunWriter, error: ErrorInfo
+    ) -> ErrorInfo:
+        writer.append(StateFailed(state_id=spec.id, attempt=attempt, error=error))
+        return error
+
+    def _writer(self, run_id: str, head_seq: int) -> RunWriter:
+        return RunWriter(self.events, run_id, head_seq, self.listeners)
+
+
+def _policy(manifest: Manifest, spec: StateSpec) -> RetryPolicy:
+    return spec.retry or manifest.run_config.retry_policy
+
+
+def _ended_result(run_id: str, history: RunHistory) -> RunResult:
+    assert history.run_completed is not None
+    ended = history.run_completed
+    failed_state = history.last_failed_state if ended.status == RunStatus.FAILED else None
+    failure = history.last_failure.get(failed_state) if failed_state else None
+    return RunResult(
+        run_id,
+        RunPhase(ended.status.value),
+        ended.final_snapshot_id,
+        failed_state,
+        failure.error if failure else None,
+    )
+
+
+def _as_resolver(bodies: BodyResolver[C] | Mapping[str, Body[C]]) -> BodyResolver[C]:
+    if not isinstance(bodies, Mapping):
+        return bodies
+    table = bodies  # not copied: a Flow keeps declaring into the mapping it passed
+
+    def resolve(manifest: Manifest, spec: StateSpec) -> Body[C]:
+        try:
+            return table[spec.id]
+        except KeyError:
+            raise NbflowError(
+                "state_body_missing",
+                f"no code was given for state {spec.id!r} of flow {manifest.flow_id!r}",
+                name=spec.id,
+                hint="pass a body for every state of the plan",
+            ) from None
+
+    return resolve

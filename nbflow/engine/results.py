@@ -1,0 +1,64 @@
+"""What the engine returns and the types of what it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Generic, TypeVar
+
+from nbflow.model.config import RunConfig
+from nbflow.model.errors import ErrorInfo
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import Plan, StateSpec
+
+C = TypeVar("C")
+
+Body = Callable[[C], C]
+"""A state's code: receives the base snapshot's context and returns the new one."""
+
+BodyResolver = Callable[[Manifest, StateSpec], Body[C]]
+"""Finds the code of a state of a manifest: how a plan is rebuilt on resume."""
+
+
+class RunPhase(str, Enum):
+    """Where a run stands."""
+
+    RUNNING = "running"
+    """Not ended: stopped by a failpoint, an interrupt or a crash; resumable."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of :meth:`Engine.start` or :meth:`Engine.resume`."""
+
+    run_id: str
+    phase: RunPhase
+    final_snapshot_id: str | None
+    failed_state: str | None = None
+    """The state the run failed at, when it failed."""
+    error: ErrorInfo | None = None
+    """The last error of ``failed_state``."""
+
+
+@dataclass(frozen=True)
+class StartRequest(Generic[C]):
+    """Everything a run is started with; the parts must agree with each other."""
+
+    manifest: Manifest
+    manifest_id: str
+    plan: Plan
+    run_config: RunConfig
+    initial_context: C
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest, manifest_id: str, context: C) -> StartRequest[C]:
+        """A request whose plan and run config are the manifest's own."""
+        return cls(manifest, manifest_id, manifest.plan, manifest.run_config, context)
+
+
+class StateTimeout(Exception):  # noqa: N818 - reads as what happened, like TimeoutError
+    """Raised by a state body that exceeded its ``timeout_ms``; always retryable."""

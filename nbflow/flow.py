@@ -1,0 +1,232 @@
+"""``nbflow.Flow``: the engine for scripts and tests, without Jupyter.
+
+A flow is a named plan in a home folder. Declare states with :meth:`Flow.state` (a
+decorator) or :meth:`Flow.declare`, then :meth:`Flow.run` it; after a crash, run it again or
+call :meth:`Flow.resume`. Contexts are JSON documents unless another codec is given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nbflow.engine import (
+    Body,
+    ContextCodec,
+    Engine,
+    Failpoints,
+    JsonContextCodec,
+    RunResult,
+    StartRequest,
+    store_manifest,
+    topological_order,
+)
+from nbflow.errors import NbflowError, StorageError
+from nbflow.model.config import RetryPolicy, RunConfig
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.options import parse_backoff, parse_duration_ms
+from nbflow.store import HOME_DIRNAME, Home, RunRecord
+from nbflow.store.artifacts import ArtifactStore
+
+CodecFactory = Callable[[ArtifactStore], ContextCodec[Any]]
+
+
+def default_home() -> Path:
+    """``$NBFLOW_HOME`` if set, else ``.nbflow`` in the working directory."""
+    configured = os.environ.get("NBFLOW_HOME")
+    return Path(configured) if configured else Path.cwd() / HOME_DIRNAME
+
+
+class Flow:
+    """A named plan of states, run durably in a home folder."""
+
+    def __init__(
+        self,
+        name: str,
+        home: str | Path | None = None,
+        *,
+        codec: CodecFactory = JsonContextCodec,
+        run_config: RunConfig | None = None,
+        failpoints: Failpoints | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.home = Home(Path(home) if home is not None else default_home())
+        self.run_config = run_config or RunConfig()
+        self._states: dict[str, StateSpec] = {}
+        self._upstream: dict[str, tuple[str, ...]] = {}
+        self._bodies: dict[str, Body[Any]] = {}
+        self.engine: Engine[Any] = Engine(
+            self.home.artifacts,
+            self.home.events,
+            codec(self.home.artifacts),
+            self._bodies,
+            failpoints=failpoints,
+            sleep=sleep,
+        )
+
+    # -- declaring --------------------------------------------------------------------
+
+    def declare(
+        self,
+        name: str,
+        body: Body[Any],
+        *,
+        after: Iterable[str] = (),
+        retries: int = 0,
+        backoff: str | None = None,
+        retry_on: Sequence[str] | None = None,
+        timeout: str | None = None,
+        always_run: bool = False,
+        source: str | None = None,
+    ) -> StateSpec:
+        """Declare (or redefine) state ``name`` running ``body``; returns its spec.
+
+        ``retries`` extra attempts with ``backoff`` (``fixed:2s`` or ``exp:1s..60s``),
+        retrying only exceptions named in ``retry_on`` when given.
+        """
+        if retries < 0:
+            raise NbflowError("bad_retries", "retries must be 0 or more", name=name)
+        policy = None
+        if retries or backoff:
+            policy = RetryPolicy(
+                max_attempts=retries + 1,
+                **({"backoff": parse_backoff(backoff)} if backoff else {}),
+            )
+        spec = StateSpec(
+            id=name,
+            source=source if source is not None else _source_of(body),
+            retry=policy,
+            retry_on=tuple(retry_on) if retry_on is not None else None,
+            timeout_ms=parse_duration_ms(timeout, option="timeout") if timeout else None,
+            always_run=always_run,
+        )
+        self._states[name] = spec
+        self._upstream[name] = tuple(dict.fromkeys(after))
+        self._bodies[name] = body
+        return spec
+
+    def state(self, name: str | None = None, **options: Any) -> Callable[[Body[Any]], Body[Any]]:
+        """Decorator form of :meth:`declare`; the state is named after the function."""
+
+        def register(body: Body[Any]) -> Body[Any]:
+            self.declare(name or body.__name__, body, **options)
+            return body
+
+        return register
+
+    @property
+    def plan(self) -> Plan:
+        """The declared states and edges."""
+        edges = tuple(
+            Edge(upstream=up, downstream=state_id)
+            for state_id, ups in self._upstream.items()
+            for up in ups
+        )
+        return Plan(flow_id=self.name, states=tuple(self._states.values()), edges=edges)
+
+    def manifest(self, parameters: dict[str, Any] | None = None) -> Manifest:
+        """The manifest a run with ``parameters`` would start from."""
+        return Manifest(
+            flow_id=self.name,
+            plan=self.plan,
+            parameters=dict(parameters or {}),
+            run_config=self.run_config,
+        )
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(
+        self,
+        context: Any = None,
+        *,
+        parameters: dict[str, Any] | None = None,
+        fresh: bool = False,
+    ) -> RunResult:
+        """Run the plan. An unfinished run of the identical manifest is resumed instead,
+        unless ``fresh``. ``context`` is what the first state receives (default ``{}``)."""
+        manifest = self.manifest(parameters)
+        topological_order(manifest.plan)  # refuse bad plans before writing anything
+        manifest_id = store_manifest(self.home.artifacts, manifest)
+        if not fresh:
+            for record in self.home.events.runs(flow_id=self.name):
+                if record.status == "running" and record.manifest_id == manifest_id:
+                    return self.engine.resume(record.run_id)
+        request = StartRequest.for_manifest(
+            manifest, manifest_id, {} if context is None else context
+        )
+        return self.engine.start(request)
+
+    def resume(self, run_id: str | None = None) -> RunResult:
+        """Resume ``run_id`` (a unique prefix is enough), or the newest unfinished run."""
+        return self.engine.resume(self.resolve_run(run_id, unfinished=run_id is None))
+
+    def cancel(self, run_id: str | None = None) -> RunResult:
+        """Mark an unfinished run cancelled."""
+        return self.engine.cancel(self.resolve_run(run_id, unfinished=run_id is None))
+
+    def runs(self) -> list[RunRecord]:
+        """This flow's runs, newest first."""
+        return self.home.events.runs(flow_id=self.name)
+
+    def restore(self, state: str, run_id: str | None = None) -> Any:
+        """The context as it was after ``state`` completed in ``run_id`` (default: newest
+        run in which it completed)."""
+        candidates = [self.resolve_run(run_id)] if run_id else [r.run_id for r in self.runs()]
+        for candidate in candidates:
+            snapshot_id = self.engine.history(candidate).completed.get(state)
+            if snapshot_id is not None:
+                return self.engine.codec.restore(snapshot_id)
+        raise NbflowError(
+            "state_not_completed",
+            f"state {state!r} has not completed in "
+            + (f"run {candidates[0]}" if run_id else f"any run of {self.name!r}"),
+            name=state,
+            hint="run the flow first, or name a run in which the state completed",
+        )
+
+    def resolve_run(self, prefix: str | None, *, unfinished: bool = False) -> str:
+        """The run id that ``prefix`` names; with no prefix, the newest (unfinished) run."""
+        if prefix is None:
+            for record in self.runs():
+                if not unfinished or record.status == "running":
+                    return record.run_id
+            raise StorageError(
+                "run_not_found",
+                f"flow {self.name!r} has no {'unfinished ' if unfinished else ''}run",
+                name=self.name,
+                hint="start one with run()",
+            )
+        matches = self.home.events.find_runs(prefix)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise StorageError("run_not_found", f"no run id starts with {prefix!r}", name=prefix)
+        raise NbflowError(
+            "run_ambiguous",
+            f"{len(matches)} runs start with {prefix!r}",
+            name=prefix,
+            hint="type more characters of the run id",
+        )
+
+    def close(self) -> None:
+        """Close the home's database connection."""
+        self.home.close()
+
+    def __enter__(self) -> Flow:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _source_of(body: Body[Any]) -> str:
+    try:
+        return inspect.getsource(body)
+    except (OSError, TypeError):
+        return getattr(body, "__qualname__", repr(body))

@@ -1,0 +1,56 @@
+"""Persisted data of nbflow: pydantic models with a format version."""
+
+from nbflow.model.config import (
+    FORMAT_VERSION,
+    ExponentialBackoff,
+    FanOutJoin,
+    FixedBackoff,
+    RetryPolicy,
+    RunConfig,
+    Sequential,
+)
+from nbflow.model.errors import ErrorCategory, ErrorInfo
+from nbflow.model.events import (
+    AttemptInterrupted,
+    Event,
+    EventEnvelope,
+    FactRecorded,
+    Note,
+    RetryScheduled,
+    RunCompleted,
+    RunStarted,
+    RunStatus,
+    StateCompleted,
+    StateEntered,
+    StateFailed,
+)
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import Edge, Plan, StateSpec
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AttemptInterrupted",
+    "Edge",
+    "ErrorCategory",
+    "ErrorInfo",
+    "Event",
+    "EventEnvelope",
+    "ExponentialBackoff",
+    "FactRecorded",
+    "FanOutJoin",
+    "FixedBackoff",
+    "Manifest",
+    "Note",
+    "Plan",
+    "RetryPolicy",
+    "RetryScheduled",
+    "RunCompleted",
+    "RunConfig",
+    "RunStarted",
+    "RunStatus",
+    "Sequential",
+    "StateCompleted",
+    "StateEntered",
+    "StateFailed",
+    "StateSpec",
+]

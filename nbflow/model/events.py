@@ -1,0 +1,139 @@
+"""Kernel and domain events and the envelope they are stored in.
+
+Kernel events decide how a run resumes. Domain events (facts, notes, interruptions) share
+the stream for the timeline and for :func:`nbflow.fact`, and never change kernel semantics.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbflow.model.config import FORMAT_VERSION
+from nbflow.model.errors import ErrorInfo
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunStatus(str, Enum):
+    """Terminal status recorded by ``RunCompleted``."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunStarted(_Event):
+    """A run began from ``manifest_id`` with the variables of ``initial_snapshot_id``."""
+
+    kind: Literal["run_started"] = "run_started"
+    op_id: str = Field(description="The flow id.")
+    manifest_id: str
+    initial_snapshot_id: str
+
+
+class StateEntered(_Event):
+    """Attempt ``attempt`` of ``state_id`` began from ``base_snapshot_id``."""
+
+    kind: Literal["state_entered"] = "state_entered"
+    state_id: str
+    attempt: int = Field(ge=0)
+    base_snapshot_id: str
+
+
+class StateCompleted(_Event):
+    """The open attempt of ``state_id`` succeeded and left ``context_snapshot_id``."""
+
+    kind: Literal["state_completed"] = "state_completed"
+    state_id: str
+    context_snapshot_id: str
+
+
+class StateFailed(_Event):
+    """Attempt ``attempt`` of ``state_id`` failed with ``error``."""
+
+    kind: Literal["state_failed"] = "state_failed"
+    state_id: str
+    attempt: int = Field(ge=0)
+    error: ErrorInfo
+
+
+class RunCompleted(_Event):
+    """The run ended; nothing is appended after this."""
+
+    kind: Literal["run_completed"] = "run_completed"
+    status: RunStatus
+    final_snapshot_id: str | None = None
+
+
+class FactRecorded(_Event):
+    """Domain: the value ``nbflow.fact(key, ...)`` returned in this run."""
+
+    kind: Literal["fact_recorded"] = "fact_recorded"
+    key: str
+    value: Any
+
+
+class AttemptInterrupted(_Event):
+    """Domain: the user interrupted the open attempt; it stays open and resumable."""
+
+    kind: Literal["attempt_interrupted"] = "attempt_interrupted"
+    state_id: str
+    attempt: int = Field(ge=0)
+    reason: str = "KeyboardInterrupt"
+
+
+class RetryScheduled(_Event):
+    """Domain: a failed attempt will be retried after ``delay_ms``."""
+
+    kind: Literal["retry_scheduled"] = "retry_scheduled"
+    state_id: str
+    next_attempt: int = Field(ge=1)
+    delay_ms: int = Field(ge=0)
+
+
+class Note(_Event):
+    """Domain: free text attached to the run by the user."""
+
+    kind: Literal["note"] = "note"
+    text: str
+
+
+KernelEvent = RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted
+DomainEvent = FactRecorded | AttemptInterrupted | RetryScheduled | Note
+Event = Annotated[
+    RunStarted
+    | StateEntered
+    | StateCompleted
+    | StateFailed
+    | RunCompleted
+    | FactRecorded
+    | AttemptInterrupted
+    | RetryScheduled
+    | Note,
+    Field(discriminator="kind"),
+]
+KERNEL_KINDS = frozenset(
+    {"run_started", "state_entered", "state_completed", "state_failed", "run_completed"}
+)
+
+
+class EventEnvelope(BaseModel):
+    """One stored event: ``seq`` numbers a run's events 1, 2, … without gaps."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = Field(default=FORMAT_VERSION)
+    run_id: str
+    seq: int = Field(ge=1)
+    at_us: int = Field(description="Wall-clock time in microseconds since the epoch.")
+    event: Event
+
+
+def is_kernel(event: Event) -> bool:
+    """Whether ``event`` takes part in deciding how the run resumes."""
+    return event.kind in KERNEL_KINDS

@@ -1,0 +1,24 @@
+"""The manifest: everything a run was started with. Its canonical hash is its id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nbflow.model.config import FORMAT_VERSION, RunConfig
+from nbflow.model.plan import Plan
+
+
+class Manifest(BaseModel):
+    """Flow id, plan with every state's source, parameters and run config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = Field(default=FORMAT_VERSION)
+    flow_id: str = Field(description="The flow (notebook) the run belongs to.")
+    plan: Plan
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="JSON parameters; floats are not allowed."
+    )
+    run_config: RunConfig = Field(default_factory=RunConfig)

@@ -1,0 +1,18 @@
+"""Storage: the ``.nbflow/`` layout, the artifact store and the SQLite event store."""
+
+from nbflow.store.artifacts import ArtifactStore
+from nbflow.store.events import EventStore, RunRecord, SqliteEventStore, now_us
+from nbflow.store.home import Home
+from nbflow.store.layout import HOME_DIRNAME, HomeLayout, prepare_home
+
+__all__ = [
+    "HOME_DIRNAME",
+    "ArtifactStore",
+    "EventStore",
+    "Home",
+    "HomeLayout",
+    "RunRecord",
+    "SqliteEventStore",
+    "now_us",
+    "prepare_home",
+]

@@ -1,0 +1,351 @@
+"""Content-addressed artifact store: small artifacts in the database, large ones as files.
+
+Large artifacts are written to ``tmp/``, fsynced, renamed to ``objects/<2 hex>/<rest>`` and
+their folder fsynced, so a reader never sees half an artifact and an acknowledged one
+survives a power cut.
+
+Small artifacts (at most :data:`INLINE_MAX` bytes: snapshot documents, manifests, small
+variables) live in the ``blobs`` table of ``nbflow.db``. Inside :meth:`ArtifactStore.batch`
+they are held back and committed in the same SQLite transaction as the next event, which is
+the event that references them; outside a batch each is committed at once. A state whose
+context changed then costs one durable commit instead of a commit plus two fsyncs of a
+file and its folder. Rejected alternative: every artifact as a file, which tripled the
+per-state cost of small states on the disks nbflow targets.
+
+Every read checks the bytes against the id, whichever tier holds them; damaged bytes are
+never returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from nbflow.errors import ArtifactCorruptError, StorageError
+from nbflow.hashing.ids import (
+    ALGORITHM,
+    content_id,
+    content_id_of_buffers,
+    digest_of,
+    is_content_id,
+    new_hasher,
+)
+from nbflow.store.layout import FILE_MODE, HomeLayout, ensure_dir, fsync_dir
+
+INLINE_MAX = 16 * 1024
+"""Artifacts up to this many bytes are kept in the database rather than as files."""
+
+_WRITE_CHUNK = 1 << 26  # os.write moves at most ~2 GiB per call on Linux; stay well below
+_READ_CHUNK = 1 << 24
+
+
+class InlineBlobs(Protocol):
+    """Where small artifacts are kept: the blob table of the event database."""
+
+    def put_blobs(self, rows: Sequence[tuple[str, bytes]]) -> None: ...
+
+    def get_blob(self, blob_id: str) -> bytes | None: ...
+
+    def has_blob(self, blob_id: str) -> bool: ...
+
+    def blob_size(self, blob_id: str) -> int | None: ...
+
+    def blob_ids(self) -> list[str]: ...
+
+    def delete_blob(self, blob_id: str) -> None: ...
+
+
+class ArtifactStore:
+    """Immutable byte blobs named by their content hash."""
+
+    def __init__(self, layout: HomeLayout, inline: InlineBlobs | None = None) -> None:
+        self._layout = layout
+        self._inline = inline
+        self._batch_depth = 0
+        self._deferred_dirs: set[Path] = set()
+        self._pending: dict[str, bytes] = {}
+        self._remove_stale_temp_files()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def put(self, data: bytes | memoryview) -> str:
+        """Store ``data`` and return its id; content already stored is not written again."""
+        artifact_id = content_id(data)
+        if not self.exists(artifact_id):
+            self._store(artifact_id, (data,), len(data) if isinstance(data, bytes) else data.nbytes)
+        return artifact_id
+
+    def put_buffers(self, buffers: Iterable[bytes | memoryview]) -> str:
+        """Store the concatenation of ``buffers`` without concatenating them in memory."""
+        views = [memoryview(b).cast("B") for b in buffers]
+        artifact_id = content_id_of_buffers(views)
+        if not self.exists(artifact_id):
+            self._store(artifact_id, views, sum(v.nbytes for v in views))
+        return artifact_id
+
+    def put_known(self, artifact_id: str, buffers: Iterable[bytes | memoryview]) -> bool:
+        """Store ``buffers`` under an id the caller already computed; False if already there.
+
+        The caller vouches for the id (it hashed the same buffers); reads still verify it.
+        """
+        if self.exists(artifact_id):
+            return False
+        views = [memoryview(b).cast("B") for b in buffers]
+        self._store(artifact_id, views, sum(v.nbytes for v in views))
+        return True
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group writes: folder fsyncs and small artifacts are made durable together.
+
+        They become durable with the next event appended to the event store, or when the
+        outermost block exits, whichever comes first. Do not hand ids written inside the
+        block to another process before either has happened.
+        """
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self.flush()
+
+    def flush(self) -> None:
+        """Make every write so far durable."""
+        rows = self.prepare_commit()
+        if rows and self._inline is not None:
+            self._inline.put_blobs(rows)
+            self.committed([row[0] for row in rows])
+
+    def prepare_commit(self) -> list[tuple[str, bytes]]:
+        """Called by the event store inside its transaction: fsync deferred folders, and
+        return the small artifacts to commit with the events."""
+        folders, self._deferred_dirs = self._deferred_dirs, set()
+        for folder in sorted(folders):
+            fsync_dir(folder)
+        return list(self._pending.items())
+
+    def committed(self, artifact_ids: list[str]) -> None:
+        """Called by the event store once the small artifacts it took are durable."""
+        for artifact_id in artifact_ids:
+            self._pending.pop(artifact_id, None)
+
+    def _store(self, artifact_id: str, buffers: Iterable[bytes | memoryview], size: int) -> None:
+        if self._inline is not None and size <= INLINE_MAX:
+            data = b"".join(buffers)
+            if self._batch_depth:
+                self._pending[artifact_id] = data
+            else:
+                self._inline.put_blobs([(artifact_id, data)])
+            return
+        self._write_file(artifact_id, buffers)
+
+    def _write_file(self, artifact_id: str, buffers: Iterable[bytes | memoryview]) -> None:
+        final = self.path_of(artifact_id)
+        tmp = self._layout.tmp / f"{os.getpid()}-{secrets.token_hex(8)}.tmp"
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except FileNotFoundError:
+                ensure_dir(self._layout.tmp)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            try:
+                for buffer in buffers:
+                    view = memoryview(buffer).cast("B")
+                    while view:
+                        written = os.write(fd, view[:_WRITE_CHUNK])
+                        view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            ensure_dir(final.parent)
+            os.rename(tmp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StorageError(
+                "artifact_write_failed",
+                f"could not write artifact {artifact_id}: {exc.strerror or exc}",
+                name=artifact_id,
+                hint="check free disk space and permissions of the .nbflow folder",
+            ) from exc
+        if self._batch_depth:
+            self._deferred_dirs.add(final.parent)
+        else:
+            fsync_dir(final.parent)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def path_of(self, artifact_id: str) -> Path:
+        """Where ``artifact_id`` is (or would be) stored if it is kept as a file."""
+        try:
+            digest = digest_of(artifact_id)
+        except ValueError:
+            raise StorageError(
+                "artifact_id_invalid",
+                f"{artifact_id!r} is not an artifact id",
+                name=artifact_id,
+                hint=f"artifact ids look like {ALGORITHM}:<64 hex digits>",
+            ) from None
+        return self._layout.objects / digest[:2] / digest[2:]
+
+    def is_file(self, artifact_id: str) -> bool:
+        """Whether ``artifact_id`` is kept as a file (and so can be memory-mapped)."""
+        return self.path_of(artifact_id).is_file()
+
+    def exists(self, artifact_id: str) -> bool:
+        """Whether an artifact with this id is stored (its bytes are not checked)."""
+        if self.is_file(artifact_id) or artifact_id in self._pending:
+            return True
+        return self._inline is not None and self._inline.has_blob(artifact_id)
+
+    def size(self, artifact_id: str) -> int:
+        """Stored size in bytes."""
+        small = self._small(artifact_id)
+        if small is not None:
+            return len(small)
+        try:
+            return os.stat(self.path_of(artifact_id)).st_size
+        except FileNotFoundError:
+            raise self._not_found(artifact_id) from None
+
+    def get(self, artifact_id: str) -> bytes:
+        """The verified bytes of ``artifact_id``."""
+        data = self._small(artifact_id)
+        if data is None:
+            try:
+                data = self.path_of(artifact_id).read_bytes()
+            except FileNotFoundError:
+                raise self._not_found(artifact_id) from None
+        if content_id(data) != artifact_id:
+            raise self._corrupt(artifact_id)
+        return data
+
+    def raw(self, artifact_id: str) -> bytes | None:
+        """The bytes stored under ``artifact_id`` *without* checking them, or None.
+
+        For callers that check the bytes themselves and report damage in their own words.
+        """
+        data = self._small(artifact_id)
+        if data is not None:
+            return data
+        try:
+            return self.path_of(artifact_id).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def open_mapped(self, artifact_id: str, *, verify: bool = True) -> mmap.mmap | bytes:
+        """A read-only memory map of the artifact, hashed in place before it is returned.
+
+        Small artifacts kept in the database, and empty ones, come back as verified bytes.
+        """
+        if not self.is_file(artifact_id):
+            return self.get(artifact_id)
+        path = self.path_of(artifact_id)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise self._not_found(artifact_id) from None
+        try:
+            if os.fstat(fd).st_size == 0:
+                if verify and content_id(b"") != artifact_id:
+                    raise self._corrupt(artifact_id)
+                return b""
+            mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        if verify and content_id(memoryview(mapped)) != artifact_id:
+            mapped.close()
+            raise self._corrupt(artifact_id)
+        return mapped
+
+    def verify(self, artifact_id: str) -> bool:
+        """Re-hash the stored bytes; False when they do not match the id."""
+        small = self._small(artifact_id)
+        if small is not None:
+            return content_id(small) == artifact_id
+        hasher = new_hasher()
+        try:
+            with open(self.path_of(artifact_id), "rb") as handle:
+                while chunk := handle.read(_READ_CHUNK):
+                    hasher.update(chunk)
+        except FileNotFoundError:
+            raise self._not_found(artifact_id) from None
+        return f"{ALGORITHM}:{hasher.hexdigest()}" == artifact_id
+
+    def ids(self) -> Iterator[str]:
+        """Every stored artifact id, in the database and as files."""
+        if self._inline is not None:
+            yield from self._inline.blob_ids()
+        if not self._layout.objects.is_dir():
+            return
+        for folder in sorted(self._layout.objects.iterdir()):
+            if not folder.is_dir() or len(folder.name) != 2:
+                continue
+            for entry in sorted(folder.iterdir()):
+                candidate = f"{ALGORITHM}:{folder.name}{entry.name}"
+                if is_content_id(candidate):
+                    yield candidate
+
+    def delete(self, artifact_id: str) -> None:
+        """Remove an artifact; used by garbage collection only."""
+        self._pending.pop(artifact_id, None)
+        if self._inline is not None:
+            self._inline.delete_blob(artifact_id)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path_of(artifact_id))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _small(self, artifact_id: str) -> bytes | None:
+        self.path_of(artifact_id)  # validates the id
+        pending = self._pending.get(artifact_id)
+        if pending is not None:
+            return pending
+        return self._inline.get_blob(artifact_id) if self._inline is not None else None
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temp files left by processes that no longer run."""
+        if not self._layout.tmp.is_dir():
+            return
+        for entry in self._layout.tmp.iterdir():
+            pid_text = entry.name.split("-", 1)[0]
+            if pid_text.isdigit() and _process_alive(int(pid_text)):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+    @staticmethod
+    def _not_found(artifact_id: str) -> StorageError:
+        return StorageError(
+            "artifact_not_found",
+            f"artifact {artifact_id} is not in the store",
+            name=artifact_id,
+            hint="it may have been garbage-collected or the .nbflow folder was copied partly",
+        )
+
+    @staticmethod
+    def _corrupt(artifact_id: str) -> ArtifactCorruptError:
+        return ArtifactCorruptError(
+            "artifact_corrupt",
+            f"artifact {artifact_id} is damaged: its bytes do not match its hash",
+            name=artifact_id,
+            hint="run `nbflow verify` to list damaged artifacts; resume from an earlier state",
+        )
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,92 @@
+"""Shared fixtures: a real ``.nbflow`` home in ``tmp_path`` and engines over it."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbflow.engine import Body, Engine, Failpoints, JsonContextCodec, StartRequest, store_manifest
+from nbflow.model import Edge, Manifest, Plan, RetryPolicy, RunConfig, StateSpec
+from nbflow.store import Home
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    with Home(tmp_path / ".nbflow") as opened:
+        yield opened
+
+
+class Sleeps(list[float]):
+    """Records the backoff waits the engine asked for, without waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def chain_plan(*state_ids: str, flow_id: str = "flow", **spec_options: Any) -> Plan:
+    """States in a chain: each depends on the one before."""
+    states = tuple(StateSpec(id=s, **spec_options) for s in state_ids)
+    edges = tuple(
+        Edge(upstream=a, downstream=b) for a, b in zip(state_ids, state_ids[1:], strict=False)
+    )
+    return Plan(flow_id=flow_id, states=states, edges=edges)
+
+
+def make_engine(
+    home: Home,
+    bodies: Mapping[str, Body[Any]] | Callable[[Manifest, StateSpec], Body[Any]],
+    *,
+    failpoints: Failpoints | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Engine[Any]:
+    return Engine(
+        home.artifacts,
+        home.events,
+        JsonContextCodec(home.artifacts),
+        bodies,
+        failpoints=failpoints,
+        sleep=sleep if sleep is not None else Sleeps(),
+    )
+
+
+def start_request(
+    home: Home,
+    plan: Plan,
+    context: Any = None,
+    *,
+    run_config: RunConfig | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> StartRequest[Any]:
+    manifest = Manifest(
+        flow_id=plan.flow_id,
+        plan=plan,
+        parameters=parameters or {},
+        run_config=run_config or RunConfig(),
+    )
+    manifest_id = store_manifest(home.artifacts, manifest)
+    return StartRequest.for_manifest(manifest, manifest_id, {} if context is None else context)
+
+
+def recorder(log: list[str], name: str, **updates: Any) -> Body[Any]:
+    """A body that notes its name in ``log`` and adds ``updates`` to the context."""
+
+    def body(ctx: dict[str, Any]) -> dict[str, Any]:
+        log.append(name)
+        return {**ctx, **updates}
+
+    return body
+
+
+def source_resolver(manifest: Manifest, spec: StateSpec) -> Body[Any]:
+    """Builds a state's body from the source stored in the manifest (``def body(ctx)``)."""
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(spec.source), namespace)
+    body: Body[Any] = namespace["body"]
+    return body
+
+
+RETRY_TWICE = RetryPolicy(max_attempts=3)
