@@ -30,7 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from nbflow import Flow, RunPhase  # noqa: E402
+import itertools
+
+from nbflow import Flow, RunPhase
 
 
 def run_nbflow_workload(n_states: int, workdir: pathlib.Path) -> tuple[list[float], float]:
@@ -58,7 +60,7 @@ def run_nbflow_workload(n_states: int, workdir: pathlib.Path) -> tuple[list[floa
         if sum(e.event.kind == "state_completed" for e in events) != n_states:
             raise RuntimeError("nbflow did not record every state")
     marks.append(ended)
-    return [b - a for a, b in zip(marks, marks[1:])], ended - started
+    return [b - a for a, b in itertools.pairwise(marks)], ended - started
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -106,7 +108,8 @@ def main() -> int:
 
     print()
     print(
-        f"{'tool':<8} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}   ({args.states} states x {args.rounds} rounds)"
+        f"{'tool':<8} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8}"
+        f"   ({args.states} states x {args.rounds} rounds)"
     )
     for name, steps in (("nbflow", nbflow_steps), ("DBOS", dbos_steps)):
         print(
@@ -114,7 +117,8 @@ def main() -> int:
             f" {statistics.fmean(steps) * 1e3:8.3f}"
         )
     print(
-        f"nbflow run of {args.states} states, median total: {statistics.median(nbflow_totals):.3f} s"
+        f"nbflow run of {args.states} states, median total:"
+        f" {statistics.median(nbflow_totals):.3f} s"
     )
     ratio = _percentile(dbos_steps, 0.5) / _percentile(nbflow_steps, 0.5)
     print(f"overhead ratio vs DBOS: {ratio:.1f}x")

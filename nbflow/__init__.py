@@ -4,11 +4,16 @@ States run in order, every state is checkpointed, every step is an event in a lo
 the notebook, and a run cut off by a crash continues where it stopped.
 """
 
+import logging
+
 from nbflow.engine import Engine, Failpoints, RunPhase, RunResult, StartRequest, fact
 from nbflow.errors import NbflowError
 from nbflow.flow import Flow
 
 __version__ = "0.1.0"
+
+# A library does not configure logging; applications and the kernel extension do.
+logging.getLogger("nbflow").addHandler(logging.NullHandler())
 
 __all__ = [
     "Engine",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -30,9 +31,7 @@ class Sleeps(list[float]):
 def chain_plan(*state_ids: str, flow_id: str = "flow", **spec_options: Any) -> Plan:
     """States in a chain: each depends on the one before."""
     states = tuple(StateSpec(id=s, **spec_options) for s in state_ids)
-    edges = tuple(
-        Edge(upstream=a, downstream=b) for a, b in zip(state_ids, state_ids[1:], strict=False)
-    )
+    edges = tuple(Edge(upstream=a, downstream=b) for a, b in itertools.pairwise(state_ids))
     return Plan(flow_id=flow_id, states=states, edges=edges)
 
 
@@ -90,3 +89,9 @@ def source_resolver(manifest: Manifest, spec: StateSpec) -> Body[Any]:
 
 
 RETRY_TWICE = RetryPolicy(max_attempts=3)
+
+
+def final_context(engine: Engine[Any], result: Any) -> Any:
+    """The context a run ended with."""
+    assert result.final_snapshot_id is not None
+    return engine.codec.restore(result.final_snapshot_id)

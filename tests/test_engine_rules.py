@@ -15,17 +15,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-
 from conftest import (
     RETRY_TWICE,
     Sleeps,
     chain_plan,
+    final_context,
     make_engine,
     recorder,
     source_resolver,
     start_request,
 )
+
 from nbflow.engine import Failpoints, RunPhase, StartRequest, fact, manifest_id_of
+from nbflow.engine.writer import RunWriter
 from nbflow.errors import NbflowError
 from nbflow.model import (
     Edge,
@@ -33,6 +35,7 @@ from nbflow.model import (
     FanOutJoin,
     FixedBackoff,
     Manifest,
+    Note,
     Plan,
     RetryPolicy,
     RunConfig,
@@ -63,7 +66,9 @@ def events_of(home: Home, run_id: str, kind: str) -> list[Any]:
     return [e.event for e in home.events.read_range(run_id) if e.event.kind == kind]
 
 
-def fails_then_succeeds(log: list[str], name: str, failures: int, exc: type[Exception] = OSError):
+def fails_then_succeeds(
+    log: list[str], name: str, failures: int, exc: type[Exception] = OSError
+) -> Callable[[Any], Any]:
     count = {"n": 0}
 
     def body(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +105,7 @@ def test_start_validates_execution_mode(home: Home) -> None:
 def test_start_checks_manifest_id_is_canonical_hash(home: Home) -> None:
     request = start_request(home, chain_plan("a"))
     other = start_request(home, chain_plan("b"))
-    forged = StartRequest(
+    forged = StartRequest[Any](
         request.manifest, other.manifest_id, request.plan, request.run_config, {}
     )
     with pytest.raises(NbflowError) as caught:
@@ -113,7 +118,7 @@ def test_start_checks_manifest_id_is_canonical_hash(home: Home) -> None:
 def test_start_refuses_floats_in_manifest(home: Home) -> None:
     plan = chain_plan("a")
     manifest = Manifest(flow_id="flow", plan=plan, parameters={"alpha": 0.5})
-    request = StartRequest.for_manifest(manifest, "blake3:" + "0" * 64, {})
+    request = StartRequest[Any].for_manifest(manifest, "blake3:" + "0" * 64, {})
     with pytest.raises(NbflowError) as caught:
         make_engine(home, {"a": recorder([], "a")}).start(request)
     assert caught.value.code == "manifest_not_canonical"
@@ -129,7 +134,7 @@ def test_start_refuses_secrets_in_manifest(home: Home) -> None:
         states=(StateSpec(id="a", source=f'client = connect(token="{token}")'),),
     )
     manifest = Manifest(flow_id="flow", plan=plan)
-    request = StartRequest.for_manifest(manifest, "blake3:" + "0" * 64, {})
+    request = StartRequest[Any].for_manifest(manifest, "blake3:" + "0" * 64, {})
     with pytest.raises(NbflowError) as caught:
         make_engine(home, {"a": recorder([], "a")}).start(request)
     assert caught.value.code == "secrets_detected"
@@ -141,7 +146,9 @@ def test_start_refuses_secrets_in_manifest(home: Home) -> None:
 def test_start_checks_manifest_and_plan_agree_on_flow_id(home: Home) -> None:
     request = start_request(home, chain_plan("a", flow_id="one"))
     other_plan = chain_plan("a", flow_id="two")
-    mixed = StartRequest(request.manifest, request.manifest_id, other_plan, request.run_config, {})
+    mixed = StartRequest[Any](
+        request.manifest, request.manifest_id, other_plan, request.run_config, {}
+    )
     with pytest.raises(NbflowError) as caught:
         make_engine(home, {"a": recorder([], "a")}).start(mixed)
     assert caught.value.code == "manifest_op_id_mismatch"
@@ -151,7 +158,7 @@ def test_start_checks_manifest_and_plan_agree_on_flow_id(home: Home) -> None:
 def test_start_checks_manifest_and_request_agree_on_run_config(home: Home) -> None:
     request = start_request(home, chain_plan("a"))
     other = RunConfig(retry_policy=RETRY_TWICE)
-    mixed = StartRequest(request.manifest, request.manifest_id, request.plan, other, {})
+    mixed = StartRequest[Any](request.manifest, request.manifest_id, request.plan, other, {})
     with pytest.raises(NbflowError) as caught:
         make_engine(home, {"a": recorder([], "a")}).start(mixed)
     assert caught.value.code == "run_config_mismatch"
@@ -160,7 +167,7 @@ def test_start_checks_manifest_and_request_agree_on_run_config(home: Home) -> No
 @produces("manifest_not_found")
 def test_start_requires_stored_manifest(home: Home) -> None:
     manifest = Manifest(flow_id="flow", plan=chain_plan("a"))
-    request = StartRequest.for_manifest(manifest, manifest_id_of(manifest), {})
+    request = StartRequest[Any].for_manifest(manifest, manifest_id_of(manifest), {})
     with pytest.raises(NbflowError) as caught:
         make_engine(home, {"a": recorder([], "a")}).start(request)
     assert caught.value.code == "manifest_not_found"
@@ -280,7 +287,11 @@ def test_attempt_failure_appends_state_failed_with_error(home: Home) -> None:
     failed = events_of(home, result.run_id, "state_failed")
     assert len(failed) == 1
     error = failed[0].error
-    assert (error.code, error.category.value, error.retryable) == ("state_raised", "user_code", True)
+    assert (error.code, error.category.value, error.retryable) == (
+        "state_raised",
+        "user_code",
+        True,
+    )
     assert error.message == "ValueError: bad row 17"
     assert "bad row 17" in error.details["traceback"]
     assert result.phase is RunPhase.FAILED
@@ -302,7 +313,7 @@ def test_retryable_failure_is_retried_from_same_base_after_fixed_backoff(home: H
     entered = [e for e in events_of(home, result.run_id, "state_entered") if e.state_id == "b"]
     assert [e.attempt for e in entered] == [0, 1, 2]
     assert len({e.base_snapshot_id for e in entered}) == 1
-    assert engine.codec.restore(result.final_snapshot_id) == {"a": 1, "b": 3}
+    assert final_context(engine, result) == {"a": 1, "b": 3}
 
 
 def test_exponential_backoff_doubles_and_is_capped_at_max(home: Home) -> None:
@@ -346,7 +357,8 @@ def test_retry_on_narrows_which_exceptions_are_retryable(home: Home) -> None:
     result = engine.start(start_request(home, plan))
     assert result.phase is RunPhase.FAILED
     assert log == ["a#1"]
-    assert result.error is not None and result.error.retryable is False
+    assert result.error is not None
+    assert result.error.retryable is False
 
 
 def test_run_ends_failed_when_retries_are_exhausted(home: Home) -> None:
@@ -385,8 +397,19 @@ def test_resume_of_finished_run_returns_recorded_result_and_appends_nothing(home
     head = home.events.head_seq(first.run_id)
     again = engine.resume(first.run_id)
     assert again == first
-    assert again.error is not None and again.error.message == "ValueError: x"
+    assert again.error is not None
+    assert again.error.message == "ValueError: x"
     assert home.events.head_seq(first.run_id) == head
+
+
+def stop_after(failpoints: Failpoints) -> Callable[[Any], Any]:
+    """A body that arms the failpoint, so the engine stops right after it returns."""
+
+    def body(ctx: Any) -> Any:
+        failpoints.stop_after_body_once = True
+        return ctx
+
+    return body
 
 
 def stopped_after_a(home: Home, log: list[str], b_source: str | None = None) -> str:
@@ -394,7 +417,7 @@ def stopped_after_a(home: Home, log: list[str], b_source: str | None = None) -> 
     failpoints = Failpoints()
     bodies = {
         "a": recorder(log, "a", a=1),
-        "b": lambda ctx: (failpoints.__setattr__("stop_after_body_once", True), ctx)[1],
+        "b": stop_after(failpoints),
         "c": recorder(log, "c", c=3),
     }
     engine = make_engine(home, bodies, failpoints=failpoints)
@@ -440,21 +463,25 @@ def test_resume_rebuilds_plan_from_manifest_without_redeclaring(home: Home) -> N
     result = make_engine(home, source_resolver).resume(run_id)
     assert result.phase is RunPhase.COMPLETED
     assert out.read_text().split() == ["a", "a", "b", "c"]
-    assert first.codec.restore(result.final_snapshot_id) == {"a": True, "b": True, "c": True}
+    assert final_context(first, result) == {"a": True, "b": True, "c": True}
 
 
 def test_resume_retries_orphaned_attempt_as_next_attempt_from_its_base(home: Home) -> None:
     log: list[str] = []
     run_id = stopped_after_a(home, log)
     completed_a = events_of(home, run_id, "state_completed")[0].context_snapshot_id
-    engine = make_engine(home, {"a": recorder(log, "a"), "b": recorder(log, "b", b=2),
-                                "c": recorder(log, "c", c=3)})
+    engine = make_engine(
+        home, {"a": recorder(log, "a"), "b": recorder(log, "b", b=2), "c": recorder(log, "c", c=3)}
+    )
     result = engine.resume(run_id)
     assert result.phase is RunPhase.COMPLETED
     assert log == ["a", "b", "c"]
     b_entries = [e for e in events_of(home, run_id, "state_entered") if e.state_id == "b"]
-    assert [(e.attempt, e.base_snapshot_id) for e in b_entries] == [(0, completed_a), (1, completed_a)]
-    assert engine.codec.restore(result.final_snapshot_id) == {"a": 1, "b": 2, "c": 3}
+    assert [(e.attempt, e.base_snapshot_id) for e in b_entries] == [
+        (0, completed_a),
+        (1, completed_a),
+    ]
+    assert final_context(engine, result) == {"a": 1, "b": 2, "c": 3}
 
 
 def crash_during_backoff(home: Home, policy: RetryPolicy, exc: Exception) -> str:
@@ -506,7 +533,7 @@ def died_before_run_completed(home: Home, plan: Plan, bodies: dict[str, Any]) ->
             raise Died
         return real_append(run_id, expected, events)
 
-    home.events.append = append_then_die  # type: ignore[method-assign]
+    home.events.append = append_then_die  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(Died):
             make_engine(home, bodies).start(start_request(home, plan))
@@ -542,7 +569,8 @@ def test_resume_ends_run_failed_when_failure_was_not_retryable(home: Home) -> No
     log: list[str] = []
     result = make_engine(home, {"a": recorder(log, "a"), "b": recorder(log, "b")}).resume(run_id)
     assert result.phase is RunPhase.FAILED
-    assert result.error is not None and result.error.retryable is False
+    assert result.error is not None
+    assert result.error.retryable is False
     assert log == []
 
 
@@ -562,7 +590,7 @@ def test_resume_starts_never_failed_state_from_last_checkpoint(home: Home) -> No
             raise Died
         return real_append(run_id, expected, events)
 
-    home.events.append = die_before_b  # type: ignore[method-assign]
+    home.events.append = die_before_b  # type: ignore[method-assign,assignment]
     with pytest.raises(Died):
         engine.start(request)
     home.events.append = real_append  # type: ignore[method-assign]
@@ -582,13 +610,15 @@ def test_resume_with_every_state_completed_appends_run_completed(home: Home) -> 
     result = engine.resume(run_id)
     assert result.phase is RunPhase.COMPLETED
     assert kinds(home, run_id)[-1] == "run_completed"
-    assert engine.codec.restore(result.final_snapshot_id) == {"a": 1}
+    assert final_context(engine, result) == {"a": 1}
 
 
 def tamper(home: Home, run_id: str, seq: int, change: Callable[[dict[str, Any]], None]) -> None:
     conn = sqlite3.connect(home.layout.database)
     body = json.loads(
-        conn.execute("SELECT body FROM events WHERE run_id=? AND seq=?", (run_id, seq)).fetchone()[0]
+        conn.execute("SELECT body FROM events WHERE run_id=? AND seq=?", (run_id, seq)).fetchone()[
+            0
+        ]
     )
     change(body)
     conn.execute(
@@ -688,11 +718,9 @@ def test_second_writer_on_a_run_gets_a_conflict_error(home: Home, tmp_path: Path
         head = home.events.head_seq(run_id)
         # Both kernels decided to resume from the same history; the second to append loses.
         first.resume(run_id)
+        late = RunWriter(other.events, run_id, head)
         with pytest.raises(NbflowError) as caught:
-            from nbflow.engine.writer import RunWriter
-            from nbflow.model import Note
-
-            RunWriter(other.events, run_id, head).append(Note(text="late"))
+            late.append(Note(text="late"))
         assert caught.value.code == "sequence_conflict"
         assert second.resume(run_id).phase is RunPhase.COMPLETED  # reads the winner's result
 
@@ -703,7 +731,12 @@ def test_fact_is_called_once_per_run_and_key_across_retries_and_resume(home: Hom
 
     def b(ctx: dict[str, Any]) -> dict[str, Any]:
         attempts["n"] += 1
-        value = fact("answer", lambda: calls.append(1) or len(calls) * 42)
+
+        def call_api() -> int:
+            calls.append(1)
+            return len(calls) * 42
+
+        value = fact("answer", call_api)
         if attempts["n"] == 1:
             raise OSError("flaky after the call")
         if attempts["n"] == 2:
@@ -716,7 +749,7 @@ def test_fact_is_called_once_per_run_and_key_across_retries_and_resume(home: Hom
     run_id = home.events.runs()[0].run_id
     result = engine.resume(run_id)
     assert calls == [1]
-    assert engine.codec.restore(result.final_snapshot_id)["answer"] == 42
+    assert final_context(engine, result)["answer"] == 42
 
 
 def test_fact_outside_a_run_just_calls() -> None:

@@ -235,6 +235,13 @@ class SqliteEventStore(EventStore):
             hint="check free disk space and that no other program holds the database locked",
         )
 
+    def pragmas(self) -> dict[str, object]:
+        """The durability settings in force on this connection."""
+        with self._lock:
+            mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+            synchronous = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+        return {"journal_mode": mode, "synchronous": synchronous}
+
     # -- EventStore --------------------------------------------------------------------
 
     def append(
