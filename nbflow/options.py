@@ -7,7 +7,7 @@ import re
 from nbflow.errors import NbflowError
 from nbflow.model.config import Backoff, ExponentialBackoff, FixedBackoff
 
-_DURATION = re.compile(r"(?P<number>\d+)(?P<unit>ms|s|m|h)")
+_DURATION = re.compile(r"(?P<number>[0-9]+)(?P<unit>ms|s|m|h)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _MAX_MS = 2**53  # stays exact in JSON readers that use doubles
 
@@ -28,7 +28,12 @@ def parse_duration_ms(text: str, *, option: str = "duration") -> int:
         )
     value = int(match.group("number")) * _UNIT_MS[match.group("unit")]
     if value > _MAX_MS:
-        raise OptionError("bad_duration", f"{option}: {text!r} is too long", name=option)
+        raise OptionError(
+            "bad_duration",
+            f"{option}: {text!r} is too long",
+            name=option,
+            hint="durations up to about 285,000 years are accepted; use a smaller number",
+        )
     return value
 
 

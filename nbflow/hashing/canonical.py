@@ -29,7 +29,10 @@ class NotJsonValue(ValueError):  # noqa: N818 - names what was found
 
 def check_canonical(value: Any, path: str = "$") -> None:
     """Raise if ``value`` holds a float, a non-string key, or a non-JSON value."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        _check_text(value, path)
+        return
+    if value is None or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
         raise FloatNotAllowed(path)
@@ -37,6 +40,7 @@ def check_canonical(value: Any, path: str = "$") -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotJsonValue(f"{path}.<key {key!r}>", type(key).__name__)
+            _check_text(key, f"{path}.<key>")
             check_canonical(item, f"{path}.{key}")
         return
     if isinstance(value, (list, tuple)):
@@ -44,6 +48,14 @@ def check_canonical(value: Any, path: str = "$") -> None:
             check_canonical(item, f"{path}[{index}]")
         return
     raise NotJsonValue(path, type(value).__name__)
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (from undecodable file names) have no UTF-8 form.
+        raise NotJsonValue(path, "str with a lone surrogate") from None
 
 
 def canonical_json(value: Any) -> bytes:

@@ -17,17 +17,52 @@ CREDENTIAL_WORDS = frozenset(
         "passphrase",
         "secret",
         "secrets",
-        "token",
         "credential",
         "credentials",
         "creds",
         "apikey",
     }
 )
-"""Name parts that mark a credential. ``tokens`` and ``tokenizer`` are deliberately absent."""
-_NOT_KEY = frozenset(
-    {"sort", "primary", "foreign", "dict", "cache", "group", "join", "index", "lookup", "hash"}
+"""Name parts that mark a credential wherever they stand."""
+_TOKEN_QUALIFIERS = frozenset({"str", "string", "value", "val", "text"})
+"""Parts that may follow ``token`` in a credential name (``token_value``); ``token_ids``
+and ``token_type_ids`` are model inputs, not credentials."""
+_KEY_OWNERS = frozenset(
+    {
+        "api",
+        "access",
+        "auth",
+        "private",
+        "signing",
+        "encryption",
+        "decryption",
+        "master",
+        "client",
+        "service",
+        "account",
+        "session",
+        "license",
+        "app",
+        "ssh",
+        "gpg",
+        "pgp",
+        "rsa",
+        "hmac",
+        "jwt",
+        "aws",
+        "gcp",
+        "azure",
+        "openai",
+        "anthropic",
+        "stripe",
+        "github",
+        "slack",
+        "subscription",
+        "secret",
+    }
 )
+"""Words that make ``<word>_key`` a credential; ``sort_key``, ``rng_key`` and ``label_key``
+are not."""
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NAME_SPLIT = re.compile(r"[^a-z0-9]+")
 
@@ -39,9 +74,10 @@ _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b")),
     ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})")),
     ("GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("Stripe key", re.compile(r"\b(?:sk|rk)_live_[0-9A-Za-z]{20,}")),
+    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-[0-9]-[A-Za-z0-9-]{10,}")),
+    ("Slack webhook", re.compile(r"hooks\.slack\.com/services/T[A-Za-z0-9_/]{10,}")),
+    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
+    ("Stripe key", re.compile(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}")),
     ("OpenAI-style key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}")),
     ("Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
     (
@@ -60,7 +96,7 @@ _ASSIGNED_LITERAL = re.compile(
 )
 _QUOTED_KEY_LITERAL = re.compile(
     r"""(?ix)
-    (?P<q1>['"])(?P<name>[a-z_][a-z0-9_.-]*)(?P=q1)\s*:\s*
+    (?P<q1>['"])(?P<name>[a-z_][a-z0-9_.-]*)(?P=q1)\s*(?::|\]\s*=)\s*
     [rbuf]*(?P<quote>['"])(?P<value>[^'"\n]{4,})(?P=quote)
     """
 )
@@ -78,14 +114,18 @@ def looks_like_credential_name(name: str) -> bool:
     """Whether a variable or key called ``name`` probably holds a credential.
 
     ``api_token``, ``DB_PASSWORD``, ``apiKey`` and ``aws_secret_key`` do; ``tokens``,
-    ``tokenizer``, ``key`` and ``sort_key`` do not.
+    ``tokenizer``, ``token_ids``, ``key``, ``sort_key`` and ``rng_key`` do not.
     """
     parts = [p for p in _NAME_SPLIT.split(_CAMEL.sub("_", name).lower()) if p]
     if any(part in CREDENTIAL_WORDS for part in parts):
         return True
     if "apikey" in "".join(parts):
         return True
-    return len(parts) >= 2 and parts[-1] in ("key", "keys") and parts[-2] not in _NOT_KEY
+    if "token" in parts:
+        after = parts[parts.index("token") + 1 :]
+        if all(part in _TOKEN_QUALIFIERS for part in after):
+            return True
+    return len(parts) >= 2 and parts[-1] in ("key", "keys") and parts[-2] in _KEY_OWNERS
 
 
 def find_secrets_in_text(text: str, where: str = "text") -> list[SecretFinding]:
@@ -103,11 +143,17 @@ def find_secrets_in_text(text: str, where: str = "text") -> list[SecretFinding]:
     return findings
 
 
+_PLACEHOLDER_WORDS = ("your", "changeme", "change_me", "replace", "placeholder", "todo", "dummy")
+
+
 def _is_placeholder(value: str) -> bool:
     stripped = value.strip()
+    lowered = stripped.lower()
     if stripped.startswith(("$", "{", "<", "%")) or "..." in stripped:
         return True
-    return stripped.lower() in {"xxxx", "none", "null", "changeme", "your-token-here"}
+    if len(set(lowered)) == 1:  # "xxxxxxxx", "********"
+        return True
+    return lowered in {"none", "null"} or any(word in lowered for word in _PLACEHOLDER_WORDS)
 
 
 def find_secrets(value: Any, where: str = "$") -> list[SecretFinding]:
@@ -117,7 +163,11 @@ def find_secrets(value: Any, where: str = "$") -> list[SecretFinding]:
         findings.extend(find_secrets_in_text(value, where))
     elif isinstance(value, dict):
         for key, item in value.items():
-            path = f"{where}.{key}"
+            key_findings = (
+                find_secrets_in_text(key, f"{where}.<key>") if isinstance(key, str) else []
+            )
+            findings.extend(key_findings)
+            path = f"{where}.<key>" if key_findings else f"{where}.{key}"
             if (
                 isinstance(key, str)
                 and isinstance(item, str)

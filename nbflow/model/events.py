@@ -127,7 +127,12 @@ class EventEnvelope(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: int = Field(default=FORMAT_VERSION)
+    format_version: int = Field(
+        default=FORMAT_VERSION,
+        ge=1,
+        le=FORMAT_VERSION,
+        description="Envelope format; an event from a newer nbflow is refused.",
+    )
     run_id: str
     seq: int = Field(ge=1)
     at_us: int = Field(description="Wall-clock time in microseconds since the epoch.")

@@ -15,7 +15,12 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    format_version: int = Field(default=FORMAT_VERSION)
+    format_version: int = Field(
+        default=FORMAT_VERSION,
+        ge=1,
+        le=FORMAT_VERSION,
+        description="Document format; a manifest from a newer nbflow is refused.",
+    )
     flow_id: str = Field(description="The flow (notebook) the run belongs to.")
     plan: Plan
     parameters: dict[str, Any] = Field(
