@@ -9,11 +9,13 @@ until fan-out is built.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Generic
+from typing import Any, Generic
 
 from nbflow.engine.attempt import error_from_exception
 from nbflow.engine.context import C, ContextCodec
@@ -50,6 +52,29 @@ from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.events import EventStore
 
 Listener = Callable[[EventEnvelope], None]
+
+
+@dataclass(frozen=True)
+class CallBody(Generic[C]):
+    """Command to a driver: run ``body`` on ``context`` and send back what it returns."""
+
+    spec: StateSpec
+    attempt: int
+    body: Body[C]
+    context: C
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Command to a driver: wait ``seconds`` (a retry's backoff)."""
+
+    seconds: float
+
+
+Steps = Generator["CallBody[Any] | Wait", Any, RunResult]
+"""A run in progress. The semantics live in these generators; the drivers only execute
+bodies and waits, synchronously (:meth:`Engine.start`) or awaiting them
+(:meth:`Engine.start_async`), so both share one implementation of DESIGN §3."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +119,21 @@ class Engine(Generic[C]):
 
     def start(self, request: StartRequest[C]) -> RunResult:
         """Validate ``request``, record RunStarted and run every state of the plan."""
+        return self._drive(self._start_steps(request))
+
+    async def start_async(self, request: StartRequest[C]) -> RunResult:
+        """:meth:`start` for bodies that return awaitables; waits do not block the loop."""
+        return await self._drive_async(self._start_steps(request))
+
+    def resume(self, run_id: str) -> RunResult:
+        """Continue ``run_id`` where its events say it stopped (DESIGN §3, Resume)."""
+        return self._drive(self._resume_steps(run_id))
+
+    async def resume_async(self, run_id: str) -> RunResult:
+        """:meth:`resume` for bodies that return awaitables."""
+        return await self._drive_async(self._resume_steps(run_id))
+
+    def _start_steps(self, request: StartRequest[C]) -> Steps:
         validate_execution_mode(request.run_config)
         check_start_contract(
             request.manifest, request.manifest_id, request.plan, request.run_config
@@ -108,16 +148,6 @@ class Engine(Generic[C]):
         order = topological_order(request.plan)
         bodies = {spec.id: self._resolve(request.manifest, spec) for spec in order}
         run_id = uuid.uuid4().hex
-        with self.artifacts.batch():
-            return self._start_run(request, order, bodies, run_id)
-
-    def _start_run(
-        self,
-        request: StartRequest[C],
-        order: list[StateSpec],
-        bodies: Mapping[str, Body[C]],
-        run_id: str,
-    ) -> RunResult:
         log = RunLogger(run_id)
         initial_snapshot_id = self.codec.capture(request.initial_context)
         writer = self._writer(run_id, 0)
@@ -129,20 +159,21 @@ class Engine(Generic[C]):
             )
         )
         log.info("run started from manifest %s", request.manifest_id)
-        return self._run_states(
-            request.manifest,
-            order,
-            bodies,
-            writer,
-            completed=set(),
-            current_snapshot_id=initial_snapshot_id,
-            start=None,
-            facts={},
-            live=_Live(initial_snapshot_id, request.initial_context),
+        return (
+            yield from self._run_states(
+                request.manifest,
+                order,
+                bodies,
+                writer,
+                completed=set(),
+                current_snapshot_id=initial_snapshot_id,
+                start=None,
+                facts={},
+                live=_Live(initial_snapshot_id, request.initial_context),
+            )
         )
 
-    def resume(self, run_id: str) -> RunResult:
-        """Continue ``run_id`` where its events say it stopped (DESIGN §3, Resume)."""
+    def _resume_steps(self, run_id: str) -> Steps:
         history = self.history(run_id)
         if history.run_completed is not None:
             RunLogger(run_id).info("run already ended; nothing to resume")
@@ -174,8 +205,8 @@ class Engine(Generic[C]):
         start = self._resume_point(history, manifest, order, writer, log)
         if isinstance(start, RunResult):
             return start
-        with self.artifacts.batch():
-            return self._run_states(
+        return (
+            yield from self._run_states(
                 manifest,
                 order,
                 bodies,
@@ -186,6 +217,7 @@ class Engine(Generic[C]):
                 facts=dict(history.facts),
                 live=None,
             )
+        )
 
     def cancel(self, run_id: str) -> RunResult:
         """End an unfinished run as cancelled; an ended run is returned unchanged."""
@@ -198,6 +230,44 @@ class Engine(Generic[C]):
         )
         RunLogger(run_id).info("run cancelled")
         return RunResult(run_id, RunPhase.CANCELLED, history.last_checkpoint)
+
+    # -- drivers ----------------------------------------------------------------------------
+
+    def _drive(self, steps: Steps) -> RunResult:
+        with self.artifacts.batch():
+            reply: Any = None
+            failure: BaseException | None = None
+            while True:
+                command = _advance(steps, reply, failure)
+                reply = failure = None
+                if isinstance(command, RunResult):
+                    return command
+                if isinstance(command, Wait):
+                    self._sleep(command.seconds)
+                    continue
+                try:
+                    reply = command.body(command.context)
+                except BaseException as exc:  # handed to the run's steps, which decide
+                    failure = exc
+
+    async def _drive_async(self, steps: Steps) -> RunResult:
+        with self.artifacts.batch():
+            reply: Any = None
+            failure: BaseException | None = None
+            while True:
+                command = _advance(steps, reply, failure)
+                reply = failure = None
+                if isinstance(command, RunResult):
+                    return command
+                if isinstance(command, Wait):
+                    await asyncio.sleep(command.seconds)
+                    continue
+                try:
+                    reply = command.body(command.context)
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                except BaseException as exc:  # handed to the run's steps, which decide
+                    failure = exc
 
     def history(self, run_id: str) -> RunHistory:
         """The run's events folded into a :class:`RunHistory`; ``run_not_found`` if none."""
@@ -262,7 +332,7 @@ class Engine(Generic[C]):
         start: _Start | None,
         facts: dict[str, object],
         live: _Live[C] | None,
-    ) -> RunResult:
+    ) -> Steps:
         def record_fact(key: str, value: object) -> None:
             writer.append(FactRecorded(key=key, value=value))
 
@@ -280,7 +350,9 @@ class Engine(Generic[C]):
                 attempt, base = 0, current_snapshot_id
             policy = _policy(manifest, spec)
             while True:
-                outcome = self._attempt(spec, bodies[spec.id], attempt, base, writer, scope, live)
+                outcome = yield from self._attempt(
+                    spec, bodies[spec.id], attempt, base, writer, scope, live
+                )
                 if isinstance(outcome, _Live):
                     live = outcome
                     current_snapshot_id = outcome.snapshot_id
@@ -299,7 +371,7 @@ class Engine(Generic[C]):
                     )
                     log.warning("failed (%s); retrying in %d ms", outcome.code, delay_ms)
                     if delay_ms:
-                        self._sleep(delay_ms / 1000)
+                        yield Wait(delay_ms / 1000)
                     attempt += 1
                     continue
                 writer.append(
@@ -324,7 +396,7 @@ class Engine(Generic[C]):
         writer: RunWriter,
         scope: FactScope,
         live: _Live[C] | None,
-    ) -> _Live[C] | ErrorInfo | None:
+    ) -> Generator[CallBody[C], C, _Live[C] | ErrorInfo | None]:
         """Run one attempt: the new live context, the failure, or None at the failpoint."""
         log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
         writer.append(
@@ -340,7 +412,7 @@ class Engine(Generic[C]):
             return self._fail(spec, attempt, writer, exc.info())
         token = CURRENT_SCOPE.set(scope)
         try:
-            result = body(context)
+            result = yield CallBody(spec, attempt, body, context)
         except Exception as exc:
             return self._fail(spec, attempt, writer, error_from_exception(spec, exc))
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -371,6 +443,18 @@ class Engine(Generic[C]):
 
     def _writer(self, run_id: str, head_seq: int) -> RunWriter:
         return RunWriter(self.events, run_id, head_seq, self.listeners)
+
+
+def _advance(
+    steps: Steps, reply: Any, failure: BaseException | None
+) -> CallBody[Any] | Wait | RunResult:
+    """Send a body's result (or throw its exception) into ``steps``; the next command, or
+    the run's result once the steps are done."""
+    try:
+        return steps.throw(failure) if failure is not None else steps.send(reply)
+    except StopIteration as stop:
+        result: RunResult = stop.value
+        return result
 
 
 def _policy(manifest: Manifest, spec: StateSpec) -> RetryPolicy:
