@@ -1,0 +1,392 @@
+"""Capture: the namespace as one pickle stream cut into per-variable segments.
+
+Identity. Variables are pickled in name order by *one* pickler whose memo lives across
+them (a ``dump`` per variable), so ``b = a`` and an object shared by two containers are
+written once and come back as one object. The stream is cut at every ``dump``: each
+variable's slice is an artifact of its own, and loading the slices in order with one
+unpickler rebuilds the shared memo.
+
+Designs considered and rejected:
+
+* A pickler per variable, grouping variables that share objects. Finding the sharing needs
+  the memo's contents, and copying the C pickler's memo costs ~0.3 s per 300k objects: more
+  than the whole incremental checkpoint budget.
+* The whole namespace as one ``dumps`` of a dict: identity is kept, but a variable that
+  cannot be pickled fails the lot, and nothing unchanged could be skipped on write.
+
+Cost of the chosen design: a slice's bytes hold memo numbers, so when a variable changes
+*structure* (gains or loses objects) the slices of the variables after it in name order
+change bytes too and are written again. Only in-band bytes are concerned; buffers, the bulk
+of big data, are out of band and content-addressed, so they are never rewritten. A scalar
+change rewrites one tiny slice.
+
+Failures. A variable that cannot be pickled (or whose pickled bytes turn out to hold a
+secret) leaves half its objects in the memo, which later slices could refer to; the stream
+is then started again without it. To keep that rare, values that are certainly live state
+are set aside by type first, and variables that failed last time are tried alone first.
+
+Writing. A variable's slice is final once it is pickled and has passed the secret scan (a
+later restart leaves earlier slices byte for byte the same), and only then are its slice and
+buffers queued for writing, so a withheld variable's bytes, buffers included, never reach
+the disk. Buffers are hashed as pickle hands them over, and written by worker threads while
+pickling goes on, inside one :meth:`ArtifactStore.batch`; the document is written last.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import pickle
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbflow.hashing.ids import content_id
+from nbflow.hashing.secrets import find_secrets_in_text
+from nbflow.snapshot.buffers import OUT_OF_BAND_MIN, BufferHasher, BufferJob, Fingerprints
+from nbflow.snapshot.document import (
+    Encoding,
+    SnapshotDocument,
+    VariableEntry,
+    VariableStatus,
+    python_version,
+)
+from nbflow.snapshot.filters import (
+    LIVE_HINT,
+    SecretScreen,
+    is_ipython_name,
+    live_state_reason,
+    type_name,
+)
+from nbflow.snapshot.pickling import NamespacePickler
+from nbflow.snapshot.report import CaptureReport, VariableNote
+from nbflow.snapshot.scan import scan_segment
+from nbflow.store.artifacts import INLINE_MAX, ArtifactStore
+
+_REASON_MAX = 300
+
+
+@dataclass
+class CaptureMemory:
+    """What a codec keeps between captures so that the next one is cheap."""
+
+    fingerprints: Fingerprints = field(default_factory=Fingerprints)
+    clean_segments: frozenset[str] = frozenset()
+    """Content ids of slices that passed the secret scan."""
+    retry_alone: frozenset[str] = frozenset()
+    """Names that failed inside the stream last time: tried alone first next time."""
+    last_notes: frozenset[VariableNote] = frozenset()
+    screen: SecretScreen = field(default_factory=SecretScreen)
+
+
+@dataclass
+class _Slice:
+    name: str
+    type_name: str
+    data: bytes
+    digest: str
+    jobs: list[BufferJob]
+
+
+class _Sink:
+    """The file the pickler writes to; the buffer behind it is swapped per variable."""
+
+    def __init__(self) -> None:
+        self.current = io.BytesIO()
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Append to the current variable's slice."""
+        return self.current.write(data)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold the cyclic collector: pickling allocates nothing cyclic, and a collection in
+    the middle would walk the whole heap of a large notebook for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def home_globals(namespace: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Globals dicts whose functions are the notebook's own (see :mod:`.pickling`)."""
+    homes: list[dict[str, Any]] = []
+    if isinstance(namespace, dict):
+        homes.append(namespace)
+    main = sys.modules.get("__main__")
+    if main is not None and main.__dict__ is not namespace:
+        homes.append(main.__dict__)
+    return tuple(homes)
+
+
+class Capture:
+    """One capture of one namespace; use :meth:`run` once."""
+
+    def __init__(self, artifacts: ArtifactStore, memory: CaptureMemory, workers: int) -> None:
+        self._artifacts = artifacts
+        self._memory = memory
+        self._workers = workers
+        self._entries: dict[str, VariableEntry] = {}
+        self._candidates: dict[str, Any] = {}
+        self._excluded_in_stream: set[str] = set()
+        self._homes: tuple[dict[str, Any], ...] = ()
+
+    def run(self, namespace: Mapping[str, Any]) -> tuple[str, SnapshotDocument, CaptureReport]:
+        """Store the namespace; returns the snapshot id, its document and the report."""
+        started = time.perf_counter()
+        self._homes = home_globals(namespace)
+        self._sort(namespace)
+        hasher = BufferHasher(self._memory.fingerprints, self._workers)
+        writer = _Writer(self._artifacts, self._workers)
+        try:
+            with self._artifacts.batch():
+                with gc_paused():
+                    for name in sorted(self._memory.retry_alone & self._candidates.keys()):
+                        self._try_alone(name)
+                    slices = self._stream(hasher, writer)
+                writer.finish()
+                for piece in slices:
+                    self._entries[piece.name] = _stored_entry(piece)
+                document = SnapshotDocument(
+                    python=python_version(),
+                    variables=tuple(self._entries[name] for name in sorted(self._entries)),
+                )
+                data = document.to_bytes()
+                snapshot_id = content_id(data)
+                writer.put(snapshot_id, memoryview(data))
+            jobs = [job for piece in slices for job in piece.jobs]
+            self._memory.fingerprints.replace(hasher.fingerprint_entries(jobs))
+        finally:
+            writer.close()
+            hasher.close()
+        report = self._report(snapshot_id, document, writer, hasher, started)
+        self._memory.clean_segments = frozenset(piece.digest for piece in slices)
+        self._memory.retry_alone = frozenset(self._excluded_in_stream)
+        self._memory.last_notes = frozenset(report.notes)
+        return snapshot_id, document, report
+
+    # -- choosing what to pickle ---------------------------------------------------------
+
+    def _sort(self, namespace: Mapping[str, Any]) -> None:
+        for name in sorted(n for n in namespace if isinstance(n, str)):
+            if is_ipython_name(name):
+                continue
+            value = namespace[name]
+            try:
+                withheld = self._memory.screen.withhold_reason(name, value)
+            except Exception as exc:  # a value whose inspection fails is not trusted
+                withheld = f"it could not be checked for secrets ({type(exc).__name__})"
+            if withheld is not None:
+                self._note(name, value, VariableStatus.WITHHELD, withheld)
+            elif isinstance(value, types.ModuleType):
+                self._module(name, value)
+            elif (live := live_state_reason(value)) is not None:
+                self._note(name, value, VariableStatus.SKIPPED, f"{live}; {LIVE_HINT}")
+            else:
+                self._candidates[name] = value
+
+    def _module(self, name: str, module: types.ModuleType) -> None:
+        module_name = module.__name__
+        if sys.modules.get(module_name) is module and module_name != "__main__":
+            self._entries[name] = VariableEntry(
+                name=name,
+                type_name=type_name(module),
+                status=VariableStatus.STORED,
+                encoding=Encoding.MODULE,
+                module=module_name,
+            )
+        else:
+            self._note(
+                name, module, VariableStatus.SKIPPED, f"module {module_name!r} is not importable"
+            )
+
+    def _note(self, name: str, value: Any, status: VariableStatus, reason: str) -> None:
+        self._candidates.pop(name, None)
+        self._entries[name] = VariableEntry(
+            name=name, type_name=type_name(value), status=status, reason=reason
+        )
+
+    # -- pickling ------------------------------------------------------------------------
+
+    def _pickler(
+        self, sink: _Sink, jobs: list[list[BufferJob]], hasher: BufferHasher | None
+    ) -> NamespacePickler:
+        def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+            if hasher is None:  # a trial: nothing is kept
+                return False
+            try:
+                view = buffer.raw()
+            except BufferError:  # not contiguous: pickle copies it in band
+                return True
+            if view.nbytes < OUT_OF_BAND_MIN:
+                return True
+            jobs[0].append(hasher.add(view))
+            return False
+
+        return NamespacePickler(sink, home_globals=self._homes, buffer_callback=out_of_band)
+
+    def _try_alone(self, name: str) -> None:
+        sink = _Sink()
+        pickler = self._pickler(sink, [[]], None)
+        try:
+            pickler.dump(self._candidates[name])
+        except Exception as exc:
+            self._exclude(name, VariableStatus.SKIPPED, _failure(exc))
+            return
+        found = scan_segment(sink.current.getvalue())
+        if found is not None:
+            self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
+
+    def _stream(self, hasher: BufferHasher, writer: _Writer) -> list[_Slice]:
+        clean = set(self._memory.clean_segments)
+        while True:
+            sink = _Sink()
+            jobs: list[list[BufferJob]] = [[]]
+            pickler = self._pickler(sink, jobs, hasher)
+            slices: list[_Slice] = []
+            for name, value in self._candidates.items():
+                sink.current = io.BytesIO()
+                jobs[0] = []
+                try:
+                    pickler.dump(value)
+                except Exception as exc:
+                    self._exclude(name, VariableStatus.SKIPPED, _failure(exc))
+                    break
+                data = sink.current.getvalue()
+                digest = content_id(data)
+                if digest not in clean:
+                    found = scan_segment(data)
+                    if found is not None:
+                        self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
+                        break
+                    clean.add(digest)
+                piece = _Slice(name, type_name(value), data, digest, jobs[0])
+                # Final now: a later failure restarts the stream without changing this
+                # slice's bytes, so its artifacts can go to disk while pickling goes on.
+                writer.store(piece)
+                slices.append(piece)
+            else:
+                return slices
+
+    def _exclude(self, name: str, status: VariableStatus, reason: str) -> None:
+        self._excluded_in_stream.add(name)
+        self._note(name, self._candidates[name], status, reason)
+
+    def _report(
+        self,
+        snapshot_id: str,
+        document: SnapshotDocument,
+        writer: _Writer,
+        hasher: BufferHasher,
+        started: float,
+    ) -> CaptureReport:
+        withheld = tuple(
+            VariableNote(v.name, v.status, v.reason or "")
+            for v in document.variables
+            if v.status == VariableStatus.WITHHELD
+        )
+        skipped = tuple(
+            VariableNote(v.name, v.status, v.reason or "")
+            for v in document.variables
+            if v.status == VariableStatus.SKIPPED
+        )
+        return CaptureReport(
+            snapshot_id=snapshot_id,
+            stored=document.names(VariableStatus.STORED),
+            withheld=withheld,
+            skipped=skipped,
+            new_notes=tuple(n for n in withheld + skipped if n not in self._memory.last_notes),
+            bytes_written=writer.bytes_written,
+            artifacts_written=writer.artifacts_written,
+            bytes_hashed=hasher.bytes_hashed,
+            bytes_fingerprinted=hasher.bytes_fingerprinted,
+            seconds=time.perf_counter() - started,
+        )
+
+
+class _Writer:
+    """Writes slices and buffers on worker threads, each artifact once."""
+
+    def __init__(self, artifacts: ArtifactStore, workers: int) -> None:
+        self._artifacts = artifacts
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nbflow-write")
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
+        self._futures: list[Future[None]] = []
+        self.bytes_written = 0
+        self.artifacts_written = 0
+
+    def store(self, piece: _Slice) -> None:
+        """Queue the writes of a slice and its buffers."""
+        for job in piece.jobs:
+            self._futures.append(self._pool.submit(self._store_buffer, job))
+        if len(piece.data) <= INLINE_MAX:  # kept in the database: no thread needed
+            self.put(piece.digest, memoryview(piece.data))
+        else:
+            self._futures.append(self._pool.submit(self.put, piece.digest, memoryview(piece.data)))
+
+    def _store_buffer(self, job: BufferJob) -> None:
+        self.put(job.artifact_id(), job.view)
+
+    def put(self, artifact_id: str, view: memoryview) -> None:
+        """Store ``view`` as ``artifact_id`` unless it is stored already."""
+        with self._lock:
+            if artifact_id in self._claimed:
+                return
+            self._claimed.add(artifact_id)
+        if self._artifacts.put_known(artifact_id, [view]):
+            with self._lock:
+                self.bytes_written += view.nbytes
+                self.artifacts_written += 1
+
+    def finish(self) -> None:
+        """Wait for every queued write; raises the first failure."""
+        for future in self._futures:
+            future.result()
+        self._futures.clear()
+
+    def close(self) -> None:
+        """Stop the threads (after a failure, without waiting for queued writes)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stored_entry(piece: _Slice) -> VariableEntry:
+    return VariableEntry(
+        name=piece.name,
+        type_name=piece.type_name,
+        status=VariableStatus.STORED,
+        encoding=Encoding.PICKLE,
+        size=len(piece.data) + sum(job.nbytes for job in piece.jobs),
+        pickle=piece.digest,
+        buffers=tuple(job.artifact_id() for job in piece.jobs),
+    )
+
+
+def _failure(exc: BaseException) -> str:
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    reason = f"it cannot be pickled: {type(exc).__name__}: {message}"[:_REASON_MAX]
+    # An error message may quote the value; the reason is written to disk, so it must not
+    # carry a secret either.
+    if find_secrets_in_text(reason):
+        reason = f"it cannot be pickled: {type(exc).__name__}"
+    return f"{reason}; {LIVE_HINT} if it is a connection or a handle"
+
+
+def _looks_like(kind: str) -> str:
+    return f"its pickled form contains what looks like a secret ({kind})"
+
+
+def default_workers() -> int:
+    """Worker threads for hashing and writing: one per core, at most four."""
+    return max(1, min(4, os.cpu_count() or 1))

@@ -1,0 +1,80 @@
+"""``NamespaceCodec``: the kernel's variables as content-addressed snapshot artifacts.
+
+How a namespace becomes a snapshot (details in the modules named):
+
+* :mod:`.filters` sets aside IPython's names, withholds secrets and skips live state;
+* :mod:`.capture` pickles the rest as one protocol-5 stream, cut per variable, keeping
+  identity across variables; :mod:`.pickling` is the pickler (cloudpickle, notebook
+  functions bound to the namespace); :mod:`.scan` checks each slice for secrets;
+* :mod:`.buffers` hashes out-of-band buffers in place and skips unchanged ones cheaply;
+* :mod:`.document` is the JSON document that lists it all, itself an artifact;
+* :mod:`.restore` maps buffers copy-on-write after verifying them and unpickles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nbflow.snapshot.capture import Capture, CaptureMemory, default_workers
+from nbflow.snapshot.document import SnapshotDocument
+from nbflow.snapshot.report import CaptureReport, RestoreReport
+from nbflow.snapshot.restore import Restore
+from nbflow.store.artifacts import ArtifactStore
+
+
+class NamespaceCodec:
+    """Saves a namespace (``dict`` of variables) as a snapshot and loads it back.
+
+    Implements :class:`nbflow.engine.context.ContextCodec` for ``dict[str, Any]``. One codec
+    per kernel: it remembers fingerprints of the last capture so that the next one only
+    hashes and writes what changed. Not thread-safe: capture from one thread at a time, and
+    do not let other threads mutate the namespace meanwhile.
+    """
+
+    def __init__(self, artifacts: ArtifactStore, *, workers: int | None = None) -> None:
+        self._artifacts = artifacts
+        self._workers = workers if workers is not None else default_workers()
+        self._memory = CaptureMemory()
+        self._last_report: CaptureReport | None = None
+        self._last_restore: RestoreReport | None = None
+
+    def capture(self, context: Mapping[str, Any]) -> str:
+        """Durably store the variables of ``context`` and return the snapshot id.
+
+        IPython's own names are ignored. Variables that look like secrets are withheld and
+        values that cannot be pickled are skipped; both are listed in the snapshot with the
+        reason and in :attr:`last_report`, and neither stops the capture.
+        """
+        snapshot_id, _, report = Capture(self._artifacts, self._memory, self._workers).run(context)
+        self._last_report = report
+        return snapshot_id
+
+    def restore(self, snapshot_id: str, *, into: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The variables saved as ``snapshot_id``, every artifact verified before use.
+
+        With ``into`` (the kernel's ``user_ns``), the variables are put there and functions
+        defined in the notebook get it as their globals, as if their cells had been run in
+        it; names not in the snapshot are left alone. Nothing is changed if restoring
+        fails: the error names the variable and, for damage, the artifact.
+        """
+        document = self.document(snapshot_id)
+        target: dict[str, Any] = {} if into is None else into
+        self._last_restore = Restore(self._artifacts, self._workers).run(
+            snapshot_id, document, target
+        )
+        return target
+
+    def document(self, snapshot_id: str) -> SnapshotDocument:
+        """The parsed, verified snapshot document of ``snapshot_id``."""
+        return SnapshotDocument.from_bytes(self._artifacts.get(snapshot_id), snapshot_id)
+
+    @property
+    def last_report(self) -> CaptureReport | None:
+        """What the last :meth:`capture` stored, withheld and skipped; None before any."""
+        return self._last_report
+
+    @property
+    def last_restore(self) -> RestoreReport | None:
+        """What the last :meth:`restore` brought back; None before any."""
+        return self._last_restore

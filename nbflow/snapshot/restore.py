@@ -1,0 +1,245 @@
+"""Restore: verified slices, memory-mapped buffers, one unpickler over the whole stream.
+
+Lazy, copy-on-write buffers. Every buffer artifact is mapped with ``mmap.ACCESS_COPY``
+(``MAP_PRIVATE``, readable and writable) and handed to the unpickler, so NumPy arrays and
+pandas blocks come back *backed by the artifact file*: nothing is read into private memory
+up front, the page cache serves the pages, and memory is only used for pages the program
+writes. A read-only mapping (``PROT_READ``) was rejected: restored arrays would raise
+``ValueError: assignment destination is read-only`` on the first in-place update, which
+notebook code does all the time (``df.loc[...] = ...``, ``arr *= 2``). With private pages
+the update works and never reaches the artifact, which stays immutable. Caveats: pages
+that are written count as the process's memory like any copy would; an array that was
+read-only when captured is read-only again (pickle records that).
+
+Verification. The in-band slices (the only bytes that drive the unpickler) are read whole
+and checked against their ids before the first ``load``. Every buffer is hashed *on its
+mapping* on worker threads, and the unpickler is handed a buffer only after its hash
+matched, so damaged bytes never reach an object. Hashing a mapping reads the pages once
+(into the page cache, not into private memory); that is the price of "every read is
+verified" and the main cost of a lazy restore.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import itertools
+import mmap
+import os
+import pickle
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from nbflow.errors import ArtifactCorruptError, ContextError, NbflowError, StorageError
+from nbflow.hashing.ids import content_id
+from nbflow.snapshot.capture import gc_paused
+from nbflow.snapshot.document import (
+    Encoding,
+    SnapshotDocument,
+    VariableEntry,
+    VariableStatus,
+    python_version,
+)
+from nbflow.snapshot.pickling import restore_target
+from nbflow.snapshot.report import RestoreReport, VariableNote
+from nbflow.store.artifacts import ArtifactStore
+
+Buffer = mmap.mmap | bytearray
+
+
+class Restore:
+    """One restore of one snapshot; use :meth:`run` once."""
+
+    def __init__(self, artifacts: ArtifactStore, workers: int) -> None:
+        self._artifacts = artifacts
+        self._workers = workers
+
+    def run(
+        self, snapshot_id: str, document: SnapshotDocument, into: dict[str, Any]
+    ) -> RestoreReport:
+        """Load every stored variable of ``document`` into ``into`` (all or nothing)."""
+        started = time.perf_counter()
+        entries = [v for v in document.variables if v.status == VariableStatus.STORED]
+        pickled = [v for v in entries if v.encoding == Encoding.PICKLE]
+        loaded: dict[str, Any] = {}
+        for entry in entries:
+            if entry.encoding == Encoding.MODULE:
+                loaded[entry.name] = _import(entry)
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="nbflow-verify") as pool:
+            # Mapping and hashing start for all buffers at once; the unpickler waits for
+            # each one only when it needs it. Each use gets a mapping of its own, even of
+            # the same artifact: two equal arrays must not share private pages.
+            buffers = [
+                [
+                    pool.submit(self._map_verified, artifact_id, entry.name)
+                    for artifact_id in entry.buffers
+                ]
+                for entry in pickled
+            ]
+            stream, offsets = self._slices(pickled)
+            try:
+                self._unpickle(document, pickled, stream, offsets, buffers, loaded, into)
+            except BaseException:
+                for future in itertools.chain.from_iterable(buffers):
+                    future.cancel()
+                raise
+        into.update(loaded)
+        mapped = sum(len(f.result()) for f in itertools.chain.from_iterable(buffers))
+        return RestoreReport(
+            snapshot_id=snapshot_id,
+            restored=tuple(v.name for v in entries),
+            missing=tuple(
+                VariableNote(v.name, v.status, v.reason or "")
+                for v in document.variables
+                if v.status != VariableStatus.STORED
+            ),
+            mapped_bytes=mapped,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _slices(self, pickled: list[VariableEntry]) -> tuple[io.BytesIO, list[int]]:
+        """Every slice, verified, laid end to end; and where each starts."""
+        stream = io.BytesIO()
+        offsets: list[int] = []
+        for entry in pickled:
+            assert entry.pickle is not None, "stored pickled entries name their slice"
+            offsets.append(stream.tell())
+            try:
+                stream.write(self._artifacts.get(entry.pickle))
+            except NbflowError as exc:
+                raise _about_variable(exc, entry.name) from exc
+        return stream, offsets
+
+    def _unpickle(
+        self,
+        document: SnapshotDocument,
+        pickled: list[VariableEntry],
+        stream: io.BytesIO,
+        offsets: list[int],
+        buffers: list[list[Future[Buffer]]],
+        loaded: dict[str, Any],
+        into: dict[str, Any],
+    ) -> None:
+        feed = _BufferFeed()
+        unpickler = pickle.Unpickler(stream, buffers=feed)
+        with restore_target(into), gc_paused():
+            for entry, offset, entry_buffers in zip(pickled, offsets, buffers, strict=False):
+                feed.start(entry_buffers)
+                stream.seek(offset)
+                try:
+                    loaded[entry.name] = unpickler.load()
+                except NbflowError:
+                    raise
+                except Exception as exc:
+                    raise _unloadable(document, entry, exc) from exc
+
+    def _map_verified(self, artifact_id: str, name: str) -> Buffer:
+        """The artifact as a private copy-on-write mapping, after its hash matched."""
+        if not self._artifacts.is_file(artifact_id):
+            try:  # small artifacts live in the database; a writable copy, as for a mapping
+                return bytearray(self._artifacts.get(artifact_id))
+            except NbflowError as exc:
+                raise _about_variable(exc, name) from exc
+        try:
+            fd = os.open(self._artifacts.path_of(artifact_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise StorageError(
+                "artifact_not_found",
+                f"artifact {artifact_id} of variable {name!r} is not in the store",
+                name=artifact_id,
+                hint="it may have been garbage-collected; restore another snapshot",
+                details={"variable": name},
+            ) from None
+        try:
+            if os.fstat(fd).st_size == 0:
+                mapped: Buffer = bytearray()
+                ok = content_id(b"") == artifact_id
+            else:
+                mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+                with memoryview(mapped) as view:
+                    ok = content_id(view) == artifact_id
+        finally:
+            os.close(fd)
+        if not ok:
+            if isinstance(mapped, mmap.mmap):
+                mapped.close()
+            raise _corrupt(artifact_id, name)
+        return mapped
+
+
+class _BufferFeed:
+    """The unpickler's buffer iterator: yields the current variable's verified buffers.
+
+    An object rather than a generator, because the unpickler keeps one iterator for the
+    whole stream, and a generator that ran dry once could not serve the next variable.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[Future[Buffer]] = deque()
+
+    def start(self, buffers: list[Future[Buffer]]) -> None:
+        """Serve ``buffers`` next, in this order, each once its hash matched."""
+        self._queue = deque(buffers)
+
+    def __iter__(self) -> _BufferFeed:
+        return self
+
+    def __next__(self) -> Buffer:
+        if not self._queue:
+            raise StopIteration
+        return self._queue.popleft().result()
+
+
+def _import(entry: VariableEntry) -> Any:
+    assert entry.module is not None, "module entries name their module"
+    try:
+        return importlib.import_module(entry.module)
+    except ImportError as exc:
+        raise ContextError(
+            "snapshot_module_missing",
+            f"variable {entry.name!r} is the module {entry.module!r}, which cannot be "
+            f"imported here: {exc}",
+            name=entry.name,
+            hint=f"install {entry.module.split('.')[0]!r} in this environment",
+        ) from exc
+
+
+def _corrupt(artifact_id: str, name: str) -> ArtifactCorruptError:
+    return ArtifactCorruptError(
+        "artifact_corrupt",
+        f"artifact {artifact_id} of variable {name!r} is damaged: its bytes do not match its hash",
+        name=artifact_id,
+        hint="run `nbflow verify` to list damaged artifacts; restore an earlier snapshot",
+        details={"variable": name},
+    )
+
+
+def _about_variable(exc: NbflowError, name: str) -> NbflowError:
+    """The same error, saying which variable the artifact belongs to."""
+    return type(exc)(
+        exc.code,
+        f"{exc.message} (variable {name!r})",
+        name=exc.name,
+        hint=exc.hint,
+        details={**exc.details, "variable": name},
+        retryable=exc.retryable,
+    )
+
+
+def _unloadable(document: SnapshotDocument, entry: VariableEntry, exc: Exception) -> ContextError:
+    hint = "re-run the cell that defines it, or install what it needs"
+    if document.python != python_version():
+        hint = (
+            f"the snapshot was written by Python {document.python} and this is "
+            f"{python_version()}: functions and classes only load on the same version"
+        )
+    return ContextError(
+        "snapshot_variable_unloadable",
+        f"variable {entry.name!r} ({entry.type_name}) cannot be restored: "
+        f"{type(exc).__name__}: {exc}",
+        name=entry.name,
+        hint=hint,
+        details={"type": entry.type_name},
+    )
