@@ -15,6 +15,21 @@ __version__ = "0.1.0"
 # A library does not configure logging; applications and the kernel extension do.
 logging.getLogger("nbflow").addHandler(logging.NullHandler())
 
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nbflow``: register the magics and open the notebook's history."""
+    from nbflow.kernel import load
+
+    load(ipython)  # type: ignore[arg-type]
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext nbflow``."""
+    from nbflow.kernel import unload
+
+    unload(ipython)  # type: ignore[arg-type]
+
+
 __all__ = [
     "Engine",
     "Failpoints",
@@ -25,4 +40,6 @@ __all__ = [
     "StartRequest",
     "__version__",
     "fact",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

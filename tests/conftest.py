@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_harness import Kernel
 
 from nbflow.engine import Body, Engine, Failpoints, JsonContextCodec, StartRequest, store_manifest
 from nbflow.model import Edge, Manifest, Plan, RetryPolicy, RunConfig, StateSpec
@@ -95,3 +97,22 @@ def final_context(engine: Engine[Any], result: Any) -> Any:
     """The context a run ended with."""
     assert result.final_snapshot_id is not None
     return engine.codec.restore(result.final_snapshot_id)
+
+
+KernelFactory = Callable[..., Kernel]
+
+
+@pytest.fixture
+def kernels(tmp_path: Path) -> Iterator[KernelFactory]:
+    """Start real kernels in ``tmp_path`` (a notebook folder); all are stopped at the end."""
+    started: list[Kernel] = []
+
+    def start(notebook: str = "analysis.ipynb", folder: Path | None = None, **env: str) -> Kernel:
+        kernel = Kernel(folder or tmp_path, notebook, **env)
+        started.append(kernel)
+        return kernel
+
+    yield start
+    for kernel in started:
+        with contextlib.suppress(Exception):  # already killed or closed
+            kernel.close()

@@ -156,7 +156,8 @@ class Engine(Generic[C]):
                 op_id=request.plan.flow_id,
                 manifest_id=request.manifest_id,
                 initial_snapshot_id=initial_snapshot_id,
-            )
+            ),
+            *request.notes,
         )
         log.info("run started from manifest %s", request.manifest_id)
         return (

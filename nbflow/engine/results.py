@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 from nbflow.model.config import RunConfig
 from nbflow.model.errors import ErrorInfo
+from nbflow.model.events import DomainEvent
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Plan, StateSpec
 
@@ -53,11 +54,19 @@ class StartRequest(Generic[C]):
     plan: Plan
     run_config: RunConfig
     initial_context: C
+    notes: tuple[DomainEvent, ...] = ()
+    """Domain events recorded together with ``RunStarted``."""
 
     @classmethod
-    def for_manifest(cls, manifest: Manifest, manifest_id: str, context: C) -> StartRequest[C]:
+    def for_manifest(
+        cls,
+        manifest: Manifest,
+        manifest_id: str,
+        context: C,
+        notes: tuple[DomainEvent, ...] = (),
+    ) -> StartRequest[C]:
         """A request whose plan and run config are the manifest's own."""
-        return cls(manifest, manifest_id, manifest.plan, manifest.run_config, context)
+        return cls(manifest, manifest_id, manifest.plan, manifest.run_config, context, notes)
 
 
 class StateTimeout(Exception):  # noqa: N818 - reads as what happened, like TimeoutError

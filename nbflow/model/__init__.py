@@ -23,6 +23,7 @@ from nbflow.model.events import (
     StateCompleted,
     StateEntered,
     StateFailed,
+    StatesSatisfied,
 )
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
@@ -53,4 +54,5 @@ __all__ = [
     "StateEntered",
     "StateFailed",
     "StateSpec",
+    "StatesSatisfied",
 ]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nbflow.model.config import FORMAT_VERSION
 from nbflow.model.errors import ErrorInfo
+from nbflow.model.plan import StateSpec
 
 
 class _Event(BaseModel):
@@ -96,6 +97,19 @@ class RetryScheduled(_Event):
     delay_ms: int = Field(ge=0)
 
 
+class StatesSatisfied(_Event):
+    """Domain: the run's initial variables already hold the effects of ``states``.
+
+    Written with ``RunStarted`` by the kernel, where a state cell runs as its own run
+    after its upstream states ran as theirs. ``replay`` are the specs of the always-run
+    states among them, re-executed after the run's variables are restored.
+    """
+
+    kind: Literal["states_satisfied"] = "states_satisfied"
+    states: list[str]
+    replay: list[StateSpec] = Field(default_factory=list)
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -104,7 +118,7 @@ class Note(_Event):
 
 
 KernelEvent = RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted
-DomainEvent = FactRecorded | AttemptInterrupted | RetryScheduled | Note
+DomainEvent = FactRecorded | AttemptInterrupted | RetryScheduled | StatesSatisfied | Note
 Event = Annotated[
     RunStarted
     | StateEntered
@@ -114,6 +128,7 @@ Event = Annotated[
     | FactRecorded
     | AttemptInterrupted
     | RetryScheduled
+    | StatesSatisfied
     | Note,
     Field(discriminator="kind"),
 ]

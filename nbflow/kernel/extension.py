@@ -1,0 +1,61 @@
+"""``%load_ext nbflow``: registers the magics and opens the notebook's history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbflow.kernel.magics import Handle, NbflowMagics
+from nbflow.kernel.session import KernelSession, StateFailedError, StateInterruptedError
+from nbflow.kernel.transform import HANDLE, transform_cell
+from nbflow.ui.text import TextPresenter
+
+_SESSIONS: dict[int, KernelSession] = {}
+"""The extension's handle: one session per shell."""
+
+
+def _show_state_error(
+    shell: InteractiveShell, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
+) -> None:
+    # The state's own traceback was shown where it happened; one line says what follows.
+    print(f"nbflow: {getattr(value, 'message', value)}")
+    return None
+
+
+def load(shell: InteractiveShell) -> KernelSession:
+    """Load nbflow into ``shell`` (idempotent) and return its session."""
+    existing = _SESSIONS.get(id(shell))
+    if existing is not None:
+        return existing
+    presenter = TextPresenter()
+    session = KernelSession(shell, presenter)  # type: ignore[arg-type]
+    _SESSIONS[id(shell)] = session
+    shell.register_magics(NbflowMagics(shell, session))
+    shell.user_ns[HANDLE] = Handle(session)
+    shell.user_ns_hidden[HANDLE] = None
+    shell.input_transformers_cleanup.append(transform_cell)
+    shell.set_custom_exc(  # type: ignore[no-untyped-call]
+        (StateFailedError, StateInterruptedError), _show_state_error
+    )
+    location = session.location
+    notebook = location.notebook or "an unnamed notebook (flow 'untitled')"
+    presenter.message(f"nbflow: {notebook}, history in {session.home.root}")
+    session.banner()
+    return session
+
+
+def unload(shell: InteractiveShell) -> None:
+    """Remove what :func:`load` added."""
+    session = _SESSIONS.pop(id(shell), None)
+    if session is None:
+        return
+    if transform_cell in shell.input_transformers_cleanup:
+        shell.input_transformers_cleanup.remove(transform_cell)
+    shell.user_ns.pop(HANDLE, None)
+    shell.user_ns_hidden.pop(HANDLE, None)
+    shell.set_custom_exc((), None)  # type: ignore[no-untyped-call]
+    magics = shell.magics_manager.magics
+    magics["cell"].pop("state", None)
+    magics["line"].pop("flow", None)
+    session.close()

@@ -1,0 +1,522 @@
+"""One kernel's nbflow: its plan, its engine over the notebook's ``.nbflow``, its mode.
+
+There is one session per kernel, held by the extension and passed explicitly; it is the
+only state nbflow keeps in the kernel. State code runs through :mod:`.execution`; the
+engine's async driver runs it, so every step is recorded as in any other run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from IPython.core.error import UsageError
+
+from nbflow.engine import Body, Engine, StartRequest, store_manifest, topological_order
+from nbflow.engine.contract import read_manifest
+from nbflow.engine.history import RunHistory
+from nbflow.engine.results import RunPhase, RunResult
+from nbflow.errors import NbflowError
+from nbflow.kernel.arguments import StateOptions
+from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
+from nbflow.kernel.execution import Shell, run_state_code
+from nbflow.kernel.views import attempt_bars, banner_view, plan_view, run_row
+from nbflow.model.events import (
+    EventEnvelope,
+    RetryScheduled,
+    RunStarted,
+    StateCompleted,
+    StateEntered,
+    StateFailed,
+    StatesSatisfied,
+)
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.snapshot import NamespaceCodec
+from nbflow.store import Home
+from nbflow.ui.presenter import Presenter
+
+
+class StateFailedError(NbflowError):
+    """A state ran out of attempts; its traceback was shown above."""
+
+
+class StateInterruptedError(NbflowError):
+    """A state was interrupted; its run stays resumable."""
+
+
+class _Display(Protocol):
+    def __call__(self, text: str) -> None: ...
+
+
+class KernelCodec:
+    """Snapshots of the kernel's ``user_ns``, restored in place, with notices."""
+
+    def __init__(self, session: KernelSession) -> None:
+        self._session = session
+
+    def capture(self, context: dict[str, Any]) -> str:
+        """Snapshot the namespace; tell the user once about withheld or skipped names."""
+        snapshots = self._session.snapshots
+        snapshot_id = snapshots.capture(context)
+        report = snapshots.last_report
+        if report is not None and report.new_notes:
+            self._session.presenter.message(
+                "nbflow: not saved: " + "; ".join(str(note) for note in report.new_notes)
+            )
+        return snapshot_id
+
+    def restore(self, snapshot_id: str) -> dict[str, Any]:
+        """Put the snapshot's variables into ``user_ns``; always-run states run next."""
+        session = self._session
+        session.snapshots.restore(snapshot_id, into=session.shell.user_ns)
+        session.replay_pending = list(session.replay_plan)
+        return session.shell.user_ns
+
+
+class KernelSession:
+    """The plan, mode and engine of one kernel."""
+
+    def __init__(
+        self,
+        shell: Shell,
+        presenter: Presenter,
+        location: NotebookLocation | None = None,
+    ) -> None:
+        self.shell = shell
+        self.presenter = presenter
+        self.location = location or locate(shell.user_ns, os.environ, Path.cwd())
+        self.home = self._open_home()
+        self.snapshots = NamespaceCodec(self.home.artifacts)
+        self.engine: Engine[dict[str, Any]] = Engine(
+            self.home.artifacts, self.home.events, KernelCodec(self), self._body_of
+        )
+        self.engine.listeners.append(self._on_event)
+        self.mode = "run"
+        self.states: dict[str, StateSpec] = {}
+        self.upstream: dict[str, tuple[str, ...]] = {}
+        self.satisfied: set[str] = set()
+        """States completed or restored in this kernel."""
+        self.restored: set[str] = set()
+        self.replay_plan: list[StateSpec] = []
+        self.replay_pending: list[StateSpec] = []
+        self.live_run: str | None = None
+        self._verbose_progress = False
+
+    @property
+    def flow_id(self) -> str:
+        """The notebook's flow id."""
+        return self.location.flow_id
+
+    def _open_home(self) -> Home:
+        try:
+            return Home(self.location.home)
+        except NbflowError as exc:
+            if exc.code not in ("home_not_writable", "home_not_a_directory"):
+                raise
+            other = fallback_home(self.location.folder, os.environ)
+            self.presenter.message(
+                f"nbflow: {self.location.home} cannot be written; keeping history in {other}"
+            )
+            self.location = NotebookLocation(
+                self.location.folder, self.location.notebook, other, self.location.found_by
+            )
+            return Home(other)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.home.close()
+
+    # -- declaring ------------------------------------------------------------------------
+
+    def declare(self, options: StateOptions, source: str) -> StateSpec:
+        """Declare (or redefine) a state; a cycle is refused, naming its states."""
+        spec = StateSpec(
+            id=options.name,
+            source=source,
+            retry=options.retry,
+            retry_on=options.retry_on,
+            timeout_ms=options.timeout_ms,
+            always_run=options.always_run,
+        )
+        states = {**self.states, spec.id: spec}
+        upstream = {**self.upstream, spec.id: options.after}
+        known = Plan(
+            flow_id=self.flow_id,
+            states=tuple(states.values()),
+            edges=tuple(
+                Edge(upstream=up, downstream=down)
+                for down, ups in upstream.items()
+                for up in ups
+                if up in states
+            ),
+        )
+        _usage(lambda: topological_order(known))
+        self.states, self.upstream = states, upstream
+        return spec
+
+    def plan(self, names: Iterable[str] = ()) -> Plan:
+        """The declared plan, or ``names`` and everything upstream of them; validated."""
+        wanted = list(names)
+        unknown = [n for n in wanted if n not in self.states]
+        if unknown:
+            raise UsageError(
+                f"%flow run: no state named {', '.join(map(repr, unknown))} has been declared"
+            )
+        selected = set(self.states) if not wanted else self._with_upstream(wanted)
+        dangling = sorted(
+            f"{down!r} needs {up!r}"
+            for down in selected
+            for up in self.upstream.get(down, ())
+            if up not in self.states
+        )
+        if dangling:
+            raise UsageError(
+                "the plan depends on undeclared states: "
+                + "; ".join(dangling)
+                + ". Run the cells that declare them, or fix --after"
+            )
+        plan = Plan(
+            flow_id=self.flow_id,
+            states=tuple(spec for sid, spec in self.states.items() if sid in selected),
+            edges=tuple(
+                Edge(upstream=up, downstream=down)
+                for down in self.states
+                if down in selected
+                for up in self.upstream.get(down, ())
+            ),
+        )
+        _usage(lambda: topological_order(plan))
+        return plan
+
+    def _with_upstream(self, names: list[str]) -> set[str]:
+        selected: set[str] = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name in selected:
+                continue
+            selected.add(name)
+            stack.extend(self.upstream.get(name, ()))
+        return selected
+
+    # -- running --------------------------------------------------------------------------
+
+    async def state_cell(self, options: StateOptions, source: str) -> None:
+        """A ``%%state`` cell: declare it, and in run mode run it now as a one-state run."""
+        for up in options.after:
+            if up not in self.states and up not in self.satisfied:
+                raise UsageError(
+                    f"%%state {options.name}: upstream state {up!r} is not declared; "
+                    "run the cell that declares it first"
+                )
+        spec = self.declare(options, source)
+        if self.mode == "declare":
+            after = f" after {', '.join(options.after)}" if options.after else ""
+            self.presenter.message(f"nbflow: declared state {spec.id!r}{after}")
+            return
+        missing = [up for up in options.after if up not in self.satisfied]
+        if missing:
+            raise UsageError(
+                f"%%state {spec.id}: upstream {', '.join(map(repr, missing))} has not "
+                f"completed or been restored in this kernel. Run `%flow run {spec.id}` to "
+                "run it with its upstream, or `%flow restore` to bring earlier results back"
+            )
+        plan = Plan(flow_id=self.flow_id, states=(spec,))
+        await self._start(Manifest(flow_id=self.flow_id, plan=plan))
+
+    async def run(self, names: list[str], fresh: bool) -> None:
+        """``%flow run``: the plan (or ``names`` with their upstream) as one run."""
+        plan = self.plan(names)
+        manifest = Manifest(flow_id=self.flow_id, plan=plan)
+        manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+        if not fresh:
+            for record in self.home.events.runs(flow_id=self.flow_id):
+                if record.status == "running" and record.manifest_id == manifest_id:
+                    self.presenter.message(
+                        f"nbflow: resuming interrupted run {record.run_id[:8]} of the same "
+                        "plan (use --fresh to start anew)"
+                    )
+                    await self.resume(record.run_id)
+                    return
+        self._verbose_progress = True
+        try:
+            await self._start(manifest)
+        finally:
+            self._verbose_progress = False
+
+    async def _start(self, manifest: Manifest) -> None:
+        manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+        in_plan = {spec.id for spec in manifest.plan.states}
+        satisfied = sorted(self.satisfied - in_plan)
+        replay = [
+            self.states[s] for s in satisfied if s in self.states and self.states[s].always_run
+        ]
+        notes = (StatesSatisfied(states=satisfied, replay=replay),)
+        request = StartRequest.for_manifest(manifest, manifest_id, self.shell.user_ns, notes)
+        self.replay_plan = replay
+        self.replay_pending = []
+        try:
+            result = await self.engine.start_async(request)
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
+        finally:
+            self.live_run = None
+        self._finish(result, set(satisfied))
+
+    async def resume(self, run: str | None) -> None:
+        """``%flow resume``: continue an interrupted run from its last checkpoint."""
+        run_id = self.resolve_run(run, interrupted=run is None)
+        history = _usage(lambda: self.engine.history(run_id))
+        if history.run_completed is not None:
+            status = history.run_completed.status.value
+            failure = ""
+            if history.last_failed_state:
+                error = history.last_failure[history.last_failed_state].error
+                failure = f" at state {history.last_failed_state!r}: {error.message}"
+            self.presenter.message(
+                f"nbflow: run {run_id[:8]} already ended {status}{failure}; nothing to resume"
+            )
+            return
+        manifest = _usage(lambda: read_manifest(self.home.artifacts, history.started.manifest_id))
+        for spec in manifest.plan.states:  # the plan comes back without re-running cells
+            self.states.setdefault(spec.id, spec)
+            self.upstream.setdefault(spec.id, manifest.plan.upstream_of(spec.id))
+        satisfied, replay = self._replay_for(run_id, history, manifest, upto=None)
+        self.replay_plan = replay
+        self.replay_pending = []
+        self.presenter.message(
+            f"nbflow: resuming run {run_id[:8]}: {len(history.completed)} of "
+            f"{len(manifest.plan.states)} states done"
+        )
+        self._verbose_progress = True
+        try:
+            result = await self.engine.resume_async(run_id)
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
+        finally:
+            self._verbose_progress = False
+            self.live_run = None
+        self._finish(result, satisfied)
+
+    async def restore(self, target: str | None, run: str | None) -> None:
+        """``%flow restore``: the variables as they were after a state (or a snapshot)."""
+        snapshot_id, run_id, label = self._find_checkpoint(target, run)
+        satisfied: set[str] = set()
+        replay: list[StateSpec] = []
+        if run_id is not None:
+            history = self.engine.history(run_id)
+            manifest = _usage(
+                lambda: read_manifest(self.home.artifacts, history.started.manifest_id)
+            )
+            satisfied, replay = self._replay_for(run_id, history, manifest, upto=label)
+        _usage(lambda: self.snapshots.restore(snapshot_id, into=self.shell.user_ns))
+        report = self.snapshots.last_restore
+        restored = len(report.restored) if report else 0
+        self.presenter.message(
+            f"nbflow: restored {restored} variables as they were after {label or snapshot_id}"
+        )
+        if report and report.missing:
+            self.presenter.message(
+                "nbflow: not in the snapshot: " + "; ".join(str(n) for n in report.missing)
+            )
+        for spec in replay:
+            self.presenter.progress(spec.id, 0, "re-running (--always-run)")
+            await run_state_code(self.shell, spec.id, spec.source, spec.timeout_ms)
+        self.satisfied |= satisfied
+        self.restored |= satisfied
+
+    def _replay_for(
+        self, run_id: str, history: RunHistory, manifest: Manifest, upto: str | None
+    ) -> tuple[set[str], list[StateSpec]]:
+        """States whose effects a checkpoint of ``run_id`` holds, and the always-run specs
+        to execute again after restoring it (up to and including state ``upto``)."""
+        stream = self.home.events.read_range(run_id)
+        noted = next((e.event for e in stream if isinstance(e.event, StatesSatisfied)), None)
+        satisfied = set(noted.states) if noted else set()
+        replay = list(noted.replay) if noted else []
+        for state_id in history.completed:
+            satisfied.add(state_id)
+            spec = manifest.plan.state(state_id)
+            if spec.always_run:
+                replay.append(spec)
+            if state_id == upto:
+                break
+        return satisfied, replay
+
+    def _find_checkpoint(
+        self, target: str | None, run: str | None
+    ) -> tuple[str, str | None, str | None]:
+        if target is not None and target.startswith("blake3:"):
+            if not self.home.artifacts.exists(target):
+                raise UsageError(f"%flow restore: snapshot {target} is not in {self.home.root}")
+            return target, None, None
+        runs = (
+            [self.resolve_run(run)]
+            if run
+            else [r.run_id for r in self.home.events.runs(flow_id=self.flow_id)]
+        )
+        for run_id in runs:
+            history = _usage(lambda run_id=run_id: self.engine.history(run_id))
+            if target is None:
+                if history.completed:
+                    last = list(history.completed)[-1]
+                    return history.completed[last], run_id, last
+                continue
+            if target in history.completed:
+                return history.completed[target], run_id, target
+        where = f"run {runs[0][:8]}" if run else f"any run of {self.flow_id}"
+        what = f"state {target!r}" if target else "any state"
+        raise UsageError(f"%flow restore: {what} has not completed in {where}")
+
+    def _finish(self, result: RunResult, satisfied: set[str]) -> None:
+        history = self.engine.history(result.run_id)
+        done = set(history.completed)
+        if result.phase is RunPhase.COMPLETED:
+            self.satisfied |= satisfied | done
+            self.restored -= done
+            return
+        self.satisfied |= done
+        if result.phase is RunPhase.FAILED:
+            error = result.error.message if result.error else "unknown error"
+            raise StateFailedError(
+                "state_failed",
+                f"state {result.failed_state!r} failed: {error}. Run {result.run_id[:8]} "
+                "has failed; fix the cell and run it again",
+                name=result.failed_state,
+            )
+        self.presenter.message(f"nbflow: run {result.run_id[:8]} stopped ({result.phase.value})")
+
+    def _interrupted(self) -> StateInterruptedError:
+        run_id = self.live_run or ""
+        record = self.home.events.run(run_id) if run_id else None
+        state = record.last_state if record else None
+        return StateInterruptedError(
+            "state_interrupted",
+            f"state {state!r} was interrupted; run {run_id[:8]} can be resumed with "
+            "`%flow resume`, or ended with `%flow cancel`",
+            name=state,
+        )
+
+    def _body_of(self, manifest: Manifest, spec: StateSpec) -> Body[dict[str, Any]]:
+        async def body(namespace: dict[str, Any]) -> dict[str, Any]:
+            replay, self.replay_pending = self.replay_pending, []
+            for other in replay:
+                self.presenter.progress(other.id, 0, "re-running (--always-run)")
+                await run_state_code(self.shell, other.id, other.source, other.timeout_ms)
+            await run_state_code(self.shell, spec.id, spec.source, spec.timeout_ms)
+            return self.shell.user_ns
+
+        return body  # type: ignore[return-value]  # the async driver awaits it
+
+    def _on_event(self, envelope: EventEnvelope) -> None:
+        event = envelope.event
+        if isinstance(event, RunStarted):
+            self.live_run = envelope.run_id
+        elif isinstance(event, RetryScheduled):
+            self.presenter.progress(
+                event.state_id,
+                event.next_attempt - 1,
+                f"failed; retrying in {event.delay_ms} ms (attempt {event.next_attempt})",
+            )
+        elif not self._verbose_progress:
+            return
+        elif isinstance(event, StateEntered):
+            self.live_run = envelope.run_id
+            self.presenter.progress(event.state_id, event.attempt, "started")
+        elif isinstance(event, StateCompleted):
+            self.presenter.progress(event.state_id, -1, "completed")
+        elif isinstance(event, StateFailed):
+            self.presenter.progress(event.state_id, event.attempt, f"failed: {event.error.message}")
+
+    # -- looking ----------------------------------------------------------------------------
+
+    def resolve_run(self, prefix: str | None, *, interrupted: bool = False) -> str:
+        """The run named by ``prefix``; without one, this notebook's newest (interrupted)."""
+        if prefix is None:
+            for record in self.home.events.runs(flow_id=self.flow_id):
+                if not interrupted or record.status == "running":
+                    return record.run_id
+            kind = "interrupted run" if interrupted else "run"
+            raise UsageError(f"nbflow: {self.flow_id} has no {kind}")
+        matches = self.home.events.find_runs(prefix)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UsageError(f"nbflow: no run id starts with {prefix!r}")
+        raise UsageError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
+
+    def show(self) -> None:
+        """``%flow show``."""
+        plan = Plan(
+            flow_id=self.flow_id,
+            states=tuple(self.states.values()),
+            edges=tuple(
+                Edge(upstream=up, downstream=down)
+                for down, ups in self.upstream.items()
+                for up in ups
+                if up in self.states
+            ),
+        )
+        self.presenter.plan(plan_view(self.home.events, plan, restored=frozenset(self.restored)))
+
+    def runs(self) -> None:
+        """``%flow runs``."""
+        rows = []
+        for record in self.home.events.runs(flow_id=self.flow_id, limit=100):
+            total = self._states_total(record.manifest_id)
+            rows.append(run_row(self.home.events, record, total, live=False))
+        self.presenter.runs(rows)
+
+    def timeline(self, run: str | None) -> None:
+        """``%flow timeline``."""
+        run_id = self.resolve_run(run)
+        self.presenter.timeline(run_id, attempt_bars(self.home.events.read_range(run_id)))
+
+    def banner(self) -> None:
+        """The restart banner, when the newest run of this notebook was interrupted."""
+        newest = self.home.events.runs(flow_id=self.flow_id, limit=1)
+        if not newest:
+            return
+        view = banner_view(
+            self.home.events, self.flow_id, self._states_total(newest[0].manifest_id)
+        )
+        if view is not None:
+            self.presenter.banner(view)
+
+    def status(self) -> None:
+        """``%flow status``: where the history is, the mode, the plan and the newest run."""
+        self.presenter.message(
+            f"nbflow: {self.flow_id} (found by {self.location.found_by}), history in "
+            f"{self.home.root}, mode {self.mode}, {len(self.states)} states declared, "
+            f"{len(self.satisfied)} done in this kernel"
+        )
+        newest = self.home.events.runs(flow_id=self.flow_id, limit=1)
+        if newest:
+            total = self._states_total(newest[0].manifest_id)
+            self.presenter.runs([run_row(self.home.events, newest[0], total, live=False)])
+
+    def cancel(self, run: str | None) -> None:
+        """``%flow cancel``."""
+        run_id = self.resolve_run(run, interrupted=run is None)
+        result = _usage(lambda: self.engine.cancel(run_id))
+        self.presenter.message(f"nbflow: run {run_id[:8]} is {result.phase.value}")
+
+    def _states_total(self, manifest_id: str | None) -> int:
+        if manifest_id is None:
+            return 0
+        try:
+            return len(read_manifest(self.home.artifacts, manifest_id).plan.states)
+        except NbflowError:
+            return 0
+
+
+def _usage(action: Any) -> Any:
+    """Run ``action``; an nbflow error becomes a ``UsageError`` with its message and hint."""
+    try:
+        return action()
+    except NbflowError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        raise UsageError(f"{exc.message}{hint}") from None

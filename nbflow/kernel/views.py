@@ -1,0 +1,182 @@
+"""Building the presentation's views from the event store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nbflow.model.events import (
+    AttemptInterrupted,
+    EventEnvelope,
+    RetryScheduled,
+    RunCompleted,
+    RunStarted,
+    StateCompleted,
+    StateEntered,
+    StateFailed,
+    StatesSatisfied,
+)
+from nbflow.model.plan import Plan
+from nbflow.store.events import EventStore, RunRecord
+from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow, StateView
+
+HISTORY_DEPTH = 200
+"""How many recent runs are read to find each state's latest status."""
+
+
+@dataclass(frozen=True)
+class StateOutcome:
+    """The last attempt of a state in one run."""
+
+    status: str
+    attempt: int
+    duration_ms: int | None
+    error: str | None
+
+
+def attempt_bars(events: list[EventEnvelope]) -> list[AttemptBar]:
+    """Every attempt of a run (and every backoff wait) as a bar on the run's time axis."""
+    if not events:
+        return []
+    origin = events[0].at_us
+    bars: list[AttemptBar] = []
+    open_entry: tuple[StateEntered, int] | None = None
+    ended = any(isinstance(e.event, RunCompleted) for e in events)
+
+    def close(outcome: str, at_us: int, error: str | None = None) -> None:
+        nonlocal open_entry
+        assert open_entry is not None
+        entered, start_us = open_entry
+        bars.append(
+            AttemptBar(
+                entered.state_id,
+                entered.attempt,
+                (start_us - origin) // 1000,
+                max(0, (at_us - start_us) // 1000),
+                outcome,
+                error,
+            )
+        )
+        open_entry = None
+
+    for envelope in events:
+        event = envelope.event
+        if isinstance(event, StateEntered):
+            if open_entry is not None:  # superseded: its process died inside it
+                close("interrupted", envelope.at_us)
+            open_entry = (event, envelope.at_us)
+        elif isinstance(event, StateCompleted) and open_entry is not None:
+            close("completed", envelope.at_us)
+        elif isinstance(event, StateFailed) and open_entry is not None:
+            close("failed", envelope.at_us, event.error.message)
+        elif isinstance(event, AttemptInterrupted) and open_entry is not None:
+            close("interrupted", envelope.at_us)
+        elif isinstance(event, RetryScheduled):
+            bars.append(
+                AttemptBar(
+                    event.state_id,
+                    event.next_attempt - 1,
+                    (envelope.at_us - origin) // 1000,
+                    event.delay_ms,
+                    "backoff",
+                )
+            )
+    if open_entry is not None:
+        close("interrupted" if ended else "running", events[-1].at_us)
+    return bars
+
+
+def state_outcomes(events: list[EventEnvelope], live: bool) -> dict[str, StateOutcome]:
+    """Each state's last attempt in one run; ``live``: the run is being driven right now."""
+    outcomes: dict[str, StateOutcome] = {}
+    for bar in attempt_bars(events):
+        if bar.outcome == "backoff":
+            outcomes[bar.state_id] = StateOutcome("retrying", bar.attempt, None, None)
+            continue
+        status = bar.outcome
+        if status == "running" and not live:
+            status = "interrupted"
+        outcomes[bar.state_id] = StateOutcome(status, bar.attempt, bar.duration_ms, bar.error)
+    return outcomes
+
+
+def plan_view(
+    events: EventStore,
+    plan: Plan,
+    *,
+    live_run: str | None = None,
+    restored: frozenset[str] = frozenset(),
+) -> PlanView:
+    """The plan with each state's latest status across this flow's recent runs."""
+    latest: dict[str, StateOutcome] = {}
+    wanted = {state.id for state in plan.states}
+    for record in events.runs(flow_id=plan.flow_id, limit=HISTORY_DEPTH):
+        if wanted <= latest.keys():
+            break
+        outcomes = state_outcomes(events.read_range(record.run_id), record.run_id == live_run)
+        for state_id, outcome in outcomes.items():
+            latest.setdefault(state_id, outcome)
+    views = []
+    for state in plan.states:
+        found = latest.get(state.id)
+        status = found.status if found else "pending"
+        if state.id in restored and status != "running":
+            status = "restored"
+        views.append(
+            StateView(
+                state.id,
+                plan.upstream_of(state.id),
+                status,
+                found.attempt if found else None,
+                found.duration_ms if found else None,
+                found.error if found else None,
+            )
+        )
+    return PlanView(plan.flow_id, tuple(views))
+
+
+def run_row(events: EventStore, record: RunRecord, states_total: int, live: bool) -> RunRow:
+    """One line of the history."""
+    stream = events.read_range(record.run_id)
+    done = sum(isinstance(e.event, StateCompleted) for e in stream)
+    status = record.status
+    if status == "running" and not live:
+        status = "interrupted"
+    end = record.finished_us or record.updated_us
+    return RunRow(
+        record.run_id,
+        status,
+        record.started_us,
+        (end - record.started_us) // 1000,
+        done,
+        states_total,
+        record.last_state,
+    )
+
+
+def states_in_run(events: list[EventEnvelope], manifest_states: int | None) -> int:
+    """How many states a run has: its manifest's count when known."""
+    if manifest_states is not None:
+        return manifest_states
+    return len({e.event.state_id for e in events if isinstance(e.event, StateEntered)})
+
+
+def banner_view(events: EventStore, flow_id: str, states_total: int) -> BannerView | None:
+    """The banner for the newest run of ``flow_id`` when it was interrupted."""
+    newest = events.runs(flow_id=flow_id, limit=1)
+    if not newest or newest[0].status != "running":
+        return None
+    record = newest[0]
+    stream = events.read_range(record.run_id)
+    if not stream or not isinstance(stream[0].event, RunStarted):
+        return None
+    done = sum(isinstance(e.event, StateCompleted) for e in stream)
+    # States the run's start already held (earlier cells in run mode) count as done.
+    before = sum(len(e.event.states) for e in stream if isinstance(e.event, StatesSatisfied))
+    return BannerView(
+        record.run_id,
+        flow_id,
+        record.last_state,
+        record.updated_us,
+        done + before,
+        states_total + before,
+    )

@@ -1,0 +1,68 @@
+"""Plain data the presenters draw; built from the stores by :mod:`nbflow.kernel.views`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATUSES = ("pending", "running", "completed", "failed", "retrying", "interrupted", "restored")
+
+
+@dataclass(frozen=True)
+class StateView:
+    """One state of the plan with its latest status."""
+
+    state_id: str
+    upstream: tuple[str, ...]
+    status: str
+    """One of :data:`STATUSES`."""
+    last_attempt: int | None = None
+    last_duration_ms: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """The plan, in topological order."""
+
+    flow_id: str
+    states: tuple[StateView, ...]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run in the history."""
+
+    run_id: str
+    status: str
+    """``running`` runs that no kernel drives are shown as ``interrupted``."""
+    started_us: int
+    duration_ms: int | None
+    states_done: int
+    states_total: int
+    last_state: str | None
+
+
+@dataclass(frozen=True)
+class AttemptBar:
+    """One attempt of one state on the run's time axis."""
+
+    state_id: str
+    attempt: int
+    start_ms: int
+    """Milliseconds since the run started."""
+    duration_ms: int
+    outcome: str
+    """``completed``, ``failed``, ``interrupted``, ``running`` or ``backoff``."""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BannerView:
+    """What the restart banner says about an interrupted run."""
+
+    run_id: str
+    flow_id: str
+    state_id: str | None
+    interrupted_at_us: int
+    states_done: int
+    states_total: int

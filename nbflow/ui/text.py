@@ -1,0 +1,109 @@
+"""Plain-text presentation, for terminals, text exports and logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import TextIO
+
+from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow
+
+MARKS = {
+    "pending": "·",
+    "running": "▶",
+    "completed": "✓",
+    "failed": "✗",
+    "retrying": "↻",
+    "interrupted": "‖",
+    "restored": "↺",
+}
+
+
+def clock(at_us: int) -> str:
+    """Local wall-clock time of ``at_us``."""
+    return dt.datetime.fromtimestamp(at_us / 1e6).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(ms: int | None) -> str:
+    """``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class TextPresenter:
+    """Writes every view as text to ``stream`` (default: the current ``sys.stdout``)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    def _print(self, text: str) -> None:
+        print(text, file=self._stream or sys.stdout)
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def plan(self, view: PlanView) -> None:
+        if not view.states:
+            self._print(f"nbflow: no states declared in {view.flow_id} yet")
+            return
+        self._print(f"plan of {view.flow_id}:")
+        width = max(len(s.state_id) for s in view.states)
+        for state in view.states:
+            after = f"  after {', '.join(state.upstream)}" if state.upstream else ""
+            extra = ""
+            if state.last_attempt is not None:
+                extra = f"  (attempt {state.last_attempt}, {duration(state.last_duration_ms)})"
+            if state.last_error:
+                extra += f"  {state.last_error}"
+            self._print(
+                f"  {MARKS[state.status]} {state.state_id:<{width}}  {state.status:<11}"
+                f"{after}{extra}"
+            )
+
+    def runs(self, rows: list[RunRow]) -> None:
+        if not rows:
+            self._print("nbflow: no runs yet")
+            return
+        self._print(f"{'run':<10} {'status':<11} {'started':<19}  {'took':>12}  states  last state")
+        for row in rows:
+            self._print(
+                f"{row.run_id[:8]:<10} {row.status:<11} {clock(row.started_us)}  "
+                f"{duration(row.duration_ms):>12}  {row.states_done:>2}/{row.states_total:<3}  "
+                f"{row.last_state or ''}"
+            )
+
+    def timeline(self, run_id: str, bars: list[AttemptBar]) -> None:
+        self._print(f"timeline of run {run_id[:8]}:")
+        if not bars:
+            self._print("  (no attempts)")
+            return
+        width = max(len(b.state_id) for b in bars)
+        for bar in bars:
+            label = "wait" if bar.outcome == "backoff" else f"#{bar.attempt}"
+            error = f"  {bar.error}" if bar.error else ""
+            self._print(
+                f"  {bar.state_id:<{width}} {label:>5}  +{duration(bar.start_ms):>12}"
+                f"  {duration(bar.duration_ms):>12}  {bar.outcome}{error}"
+            )
+
+    def banner(self, view: BannerView) -> None:
+        where = f" in state {view.state_id!r}" if view.state_id else ""
+        self._print(
+            f"nbflow: run {view.run_id[:8]} of {view.flow_id} was interrupted{where} "
+            f"at {clock(view.interrupted_at_us)} ({view.states_done} of {view.states_total} "
+            "states done).\n"
+            "        %flow resume continues it; %flow restore brings back the variables; "
+            "%flow cancel ends it."
+        )
+
+    def progress(self, state_id: str, attempt: int, what: str) -> None:
+        self._print(f"[nbflow] {state_id} #{attempt}: {what}")
