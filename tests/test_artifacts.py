@@ -194,3 +194,18 @@ def test_layout_paths(tmp_path: Path) -> None:
     layout = HomeLayout(tmp_path)
     assert layout.objects == tmp_path / "objects"
     assert layout.database == tmp_path / "nbflow.db"
+
+
+def test_wal_is_preallocated_on_open_without_growing_the_database(tmp_path: Path) -> None:
+    from nbflow.model import Note
+    from nbflow.store.events import WAL_PREALLOCATE_BYTES
+
+    root = tmp_path / ".nbflow"
+    for reopen in range(2):  # SQLite deletes the WAL when the last connection closes
+        with Home(root) as opened:
+            wal = opened.layout.database.with_name("nbflow.db-wal")
+            assert wal.stat().st_size >= WAL_PREALLOCATE_BYTES * 9 // 10
+            assert opened.layout.database.stat().st_size < 256 * 1024
+            opened.events.append(f"run{reopen}", 0, [Note(text="kept")])
+    with Home(root) as opened:
+        assert [r.run_id for r in opened.events.runs()] == ["run1", "run0"]

@@ -33,6 +33,11 @@ from nbflow.store.layout import FILE_MODE
 APPLICATION_ID = 0x6E62666C  # "nbfl": marks the database as nbflow's
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
+WAL_PREALLOCATE_BYTES = 4 * 1024 * 1024
+"""The WAL is grown to this size when the database is opened, and then reused: a
+commit that overwrites WAL frames in place syncs only data, while one that extends the
+file must also sync its size. Measured here: about 0.4 ms against 0.15-0.2 ms per commit.
+SQLite's default auto-checkpoint (1000 pages) keeps the WAL within this size."""
 RUNNING = "running"
 
 _EVENT = TypeAdapter(Event)
@@ -60,7 +65,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS blobs (
     id TEXT PRIMARY KEY,
     data BLOB NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_us DESC);
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow_id, started_us DESC);
 """
@@ -207,6 +212,10 @@ class SqliteEventStore(EventStore):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        # SQLite removes the WAL when its last connection closes: grow it on every open.
+        wal = path.with_name(path.name + "-wal")
+        if not wal.exists() or wal.stat().st_size < WAL_PREALLOCATE_BYTES // 2:
+            _preallocate_wal(conn)
         return conn
 
     @contextmanager
@@ -438,6 +447,24 @@ class SqliteEventStore(EventStore):
         """Remove ``blob_id``; used by garbage collection only."""
         with self._immediate() as conn:
             conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+
+
+def _preallocate_wal(conn: sqlite3.Connection) -> None:
+    """Grow the WAL once: a transaction too big for a tiny page cache spills its pages
+    into the WAL and is rolled back, so the file grows and the database does not."""
+    cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute("PRAGMA cache_size=-64")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE _nbflow_grow (b BLOB)")
+            conn.execute(
+                "INSERT INTO _nbflow_grow VALUES (zeroblob(?))", (WAL_PREALLOCATE_BYTES,)
+            )
+        finally:
+            conn.execute("ROLLBACK")
+    finally:
+        conn.execute(f"PRAGMA cache_size={int(cache_size)}")
 
 
 def _ignore(_ids: list[str]) -> None:
