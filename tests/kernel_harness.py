@@ -137,3 +137,18 @@ class Kernel:
                 self.manager.shutdown_kernel(now=True)
             else:
                 self.manager.cleanup_resources()
+
+
+def state_cell(name: str, log: Path, code: str, options: str = "") -> str:
+    """A state cell that appends its name to ``log`` and then runs ``code``."""
+    return f"%%state {name} {options}\nopen({str(log)!r}, 'a').write({name!r} + '\\n')\n{code}\n"
+
+
+def hang_unless(flag: Path) -> str:
+    """Code that blocks until ``flag`` exists: the first run hangs and is killed."""
+    return f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)"
+
+
+def logged(log: Path) -> list[str]:
+    """The state names appended to ``log`` so far."""
+    return log.read_text().split() if log.exists() else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
@@ -9,6 +10,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbflow.kernel.magics import Handle, NbflowMagics
 from nbflow.kernel.session import KernelSession, StateFailedError, StateInterruptedError
 from nbflow.kernel.transform import HANDLE, transform_cell
+from nbflow.ui.presenter import Presenter
 from nbflow.ui.text import TextPresenter
 
 _SESSIONS: dict[int, KernelSession] = {}
@@ -28,8 +30,9 @@ def load(shell: InteractiveShell) -> KernelSession:
     existing = _SESSIONS.get(id(shell))
     if existing is not None:
         return existing
-    presenter = TextPresenter()
-    session = KernelSession(shell, presenter)  # type: ignore[arg-type]
+    session = KernelSession(shell, TextPresenter())  # type: ignore[arg-type]
+    presenter = _presenter_for(shell, session)
+    session.presenter = presenter
     _SESSIONS[id(shell)] = session
     shell.register_magics(NbflowMagics(shell, session))
     shell.user_ns[HANDLE] = Handle(session)
@@ -43,6 +46,20 @@ def load(shell: InteractiveShell) -> KernelSession:
     presenter.message(f"nbflow: {notebook}, history in {session.home.root}")
     session.banner()
     return session
+
+
+def _presenter_for(shell: InteractiveShell, session: KernelSession) -> Presenter:
+    """Widgets in a kernel with ipywidgets (a frontend may draw them), text elsewhere.
+
+    ``NBFLOW_TEXT=1`` asks for text even in a kernel.
+    """
+    if getattr(shell, "kernel", None) is None or os.environ.get("NBFLOW_TEXT") == "1":
+        return TextPresenter()
+    try:
+        from nbflow.ui.widgets import WidgetPresenter
+    except ImportError:
+        return TextPresenter()
+    return WidgetPresenter(session)
 
 
 def unload(shell: InteractiveShell) -> None:

@@ -8,7 +8,8 @@ engine's async driver runs it, so every step is recorded as in any other run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from nbflow.errors import NbflowError
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
-from nbflow.kernel.views import attempt_bars, banner_view, plan_view, run_row
+from nbflow.kernel.views import attempt_bars, banner_view, live_view, plan_view, run_row
 from nbflow.model.events import (
     EventEnvelope,
     RetryScheduled,
@@ -36,6 +37,7 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.snapshot import NamespaceCodec
 from nbflow.store import Home
+from nbflow.ui.model import AttemptBar
 from nbflow.ui.presenter import Presenter
 
 
@@ -104,6 +106,8 @@ class KernelSession:
         self.replay_pending: list[StateSpec] = []
         self.live_run: str | None = None
         self._verbose_progress = False
+        self._live_plan: Plan | None = None
+        self.busy = False
 
     @property
     def flow_id(self) -> str:
@@ -242,10 +246,12 @@ class KernelSession:
                     await self.resume(record.run_id)
                     return
         self._verbose_progress = True
+        self._live_plan = plan
         try:
             await self._start(manifest)
         finally:
             self._verbose_progress = False
+            self._live_plan = None
 
     async def _start(self, manifest: Manifest) -> None:
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
@@ -258,12 +264,15 @@ class KernelSession:
         request = StartRequest.for_manifest(manifest, manifest_id, self.shell.user_ns, notes)
         self.replay_plan = replay
         self.replay_pending = []
-        try:
-            result = await self.engine.start_async(request)
-        except KeyboardInterrupt:
-            raise self._interrupted() from None
-        finally:
-            self.live_run = None
+        with self._running():
+            try:
+                result = await self.engine.start_async(request)
+            except KeyboardInterrupt:
+                self.presenter.live_end("interrupted")
+                raise self._interrupted() from None
+            finally:
+                self.live_run = None
+        self.presenter.live_end(result.phase.value)
         self._finish(result, set(satisfied))
 
     async def resume(self, run: str | None) -> None:
@@ -292,13 +301,18 @@ class KernelSession:
             f"{len(manifest.plan.states)} states done"
         )
         self._verbose_progress = True
-        try:
-            result = await self.engine.resume_async(run_id)
-        except KeyboardInterrupt:
-            raise self._interrupted() from None
-        finally:
-            self._verbose_progress = False
-            self.live_run = None
+        self._live_plan = manifest.plan
+        with self._running():
+            try:
+                result = await self.engine.resume_async(run_id)
+            except KeyboardInterrupt:
+                self.presenter.live_end("interrupted")
+                raise self._interrupted() from None
+            finally:
+                self._verbose_progress = False
+                self._live_plan = None
+                self.live_run = None
+        self.presenter.live_end(result.phase.value)
         self._finish(result, satisfied)
 
     async def restore(self, target: str | None, run: str | None) -> None:
@@ -327,6 +341,31 @@ class KernelSession:
             await run_state_code(self.shell, spec.id, spec.source, spec.timeout_ms)
         self.satisfied |= satisfied
         self.restored |= satisfied
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        """Mark a run in progress; a second one (a button clicked meanwhile) is refused."""
+        if self.busy:
+            raise UsageError("nbflow: a run is already in progress in this kernel; wait for it")
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+
+    # -- actions for buttons (RunActions) -------------------------------------------------
+
+    async def resume_run(self, run_id: str) -> None:
+        """Resume ``run_id`` (the banner's and the history's Resume button)."""
+        await self.resume(run_id)
+
+    async def restore_run(self, run_id: str) -> None:
+        """Restore ``run_id``'s last checkpoint (the Restore buttons)."""
+        await self.restore(None, run_id)
+
+    def run_timeline(self, run_id: str) -> list[AttemptBar]:
+        """The attempts of ``run_id`` (the history's Timeline button)."""
+        return attempt_bars(self.home.events.read_range(run_id))
 
     def _replay_for(
         self, run_id: str, history: RunHistory, manifest: Manifest, upto: str | None
@@ -423,7 +462,13 @@ class KernelSession:
             )
         elif not self._verbose_progress:
             return
-        elif isinstance(event, StateEntered):
+        if self._live_plan is not None and isinstance(
+            event, (StateEntered, StateCompleted, StateFailed, RetryScheduled)
+        ):
+            stream = self.home.events.read_range(envelope.run_id)
+            view, done, current = live_view(self._live_plan, stream)
+            self.presenter.live(view, done, len(self._live_plan.states), current)
+        if isinstance(event, StateEntered):
             self.live_run = envelope.run_id
             self.presenter.progress(event.state_id, event.attempt, "started")
         elif isinstance(event, StateCompleted):

@@ -180,3 +180,24 @@ def banner_view(events: EventStore, flow_id: str, states_total: int) -> BannerVi
         done + before,
         states_total + before,
     )
+
+
+def live_view(plan: Plan, stream: list[EventEnvelope]) -> tuple[PlanView, int, str | None]:
+    """The plan of the run executing now: its view, states done, and the current state."""
+    outcomes = state_outcomes(stream, live=True)
+    done = sum(isinstance(e.event, StateCompleted) for e in stream)
+    current = next(
+        (s for s, o in reversed(outcomes.items()) if o.status in ("running", "retrying")), None
+    )
+    views = tuple(
+        StateView(
+            state.id,
+            plan.upstream_of(state.id),
+            outcomes[state.id].status if state.id in outcomes else "pending",
+            outcomes[state.id].attempt if state.id in outcomes else None,
+            outcomes[state.id].duration_ms if state.id in outcomes else None,
+            outcomes[state.id].error if state.id in outcomes else None,
+        )
+        for state in plan.states
+    )
+    return PlanView(plan.flow_id, views), done, current

@@ -458,9 +458,7 @@ def _preallocate_wal(conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE _nbflow_grow (b BLOB)")
-            conn.execute(
-                "INSERT INTO _nbflow_grow VALUES (zeroblob(?))", (WAL_PREALLOCATE_BYTES,)
-            )
+            conn.execute("INSERT INTO _nbflow_grow VALUES (zeroblob(?))", (WAL_PREALLOCATE_BYTES,))
         finally:
             conn.execute("ROLLBACK")
     finally:

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
 from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow
+
+
+class RunActions(Protocol):
+    """What buttons may ask for; implemented by the kernel session."""
+
+    def resume_run(self, run_id: str) -> Awaitable[None]:
+        """Resume ``run_id``."""
+        ...
+
+    def restore_run(self, run_id: str) -> Awaitable[None]:
+        """Restore the variables of ``run_id``'s last checkpoint."""
+        ...
+
+    def run_timeline(self, run_id: str) -> list[AttemptBar]:
+        """The attempts of ``run_id``."""
+        ...
 
 
 class Presenter(Protocol):
@@ -27,3 +44,9 @@ class Presenter(Protocol):
 
     def progress(self, state_id: str, attempt: int, what: str) -> None:
         """A step of a run in progress: ``started``, ``completed``, ``failed: …``."""
+
+    def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
+        """The plan of the run executing in this cell, after each of its events."""
+
+    def live_end(self, outcome: str) -> None:
+        """The run executing in this cell ended (``completed``, ``failed``, …)."""

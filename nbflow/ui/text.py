@@ -106,4 +106,11 @@ class TextPresenter:
         )
 
     def progress(self, state_id: str, attempt: int, what: str) -> None:
-        self._print(f"[nbflow] {state_id} #{attempt}: {what}")
+        label = f"{state_id} #{attempt}" if attempt >= 0 else state_id
+        self._print(f"[nbflow] {label}: {what}")
+
+    def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
+        """Text shows progress line by line through :meth:`progress` instead."""
+
+    def live_end(self, outcome: str) -> None:
+        """Nothing to close in text."""

@@ -5,19 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import KernelFactory
-
-
-def state_cell(name: str, log: Path, code: str, options: str = "") -> str:
-    return f"%%state {name} {options}\nopen({str(log)!r}, 'a').write({name!r} + '\\n')\n{code}\n"
-
-
-def hang_unless(flag: Path) -> str:
-    """Code that blocks until ``flag`` exists: the first run hangs and is killed."""
-    return f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)"
-
-
-def logged(log: Path) -> list[str]:
-    return log.read_text().split() if log.exists() else []
+from kernel_harness import hang_unless, logged, state_cell
 
 
 def test_run_mode_crash_then_resume_in_a_new_kernel(kernels: KernelFactory, tmp_path: Path) -> None:
@@ -39,16 +27,16 @@ def test_run_mode_crash_then_resume_in_a_new_kernel(kernels: KernelFactory, tmp_
 
     second = kernels()
     loaded = second.ok("%load_ext nbflow")
-    assert "was interrupted in state 's3' at 20" in loaded.stdout
-    assert "(2 of 3 states done)" in loaded.stdout
+    assert "was interrupted in state 's3' at 20" in loaded.text
+    assert "(2 of 3 states done)" in loaded.text
     resumed = second.ok("%flow resume")
-    assert "resuming run" in resumed.stdout
+    assert "resuming run" in resumed.text
     assert logged(log) == ["s1", "s2", "s3", "s3"]  # s1 and s2 did not run again
     assert second.ok("print(a, b, c)").stdout.split() == ["1", "2", "3"]
     second.ok(cells[3])
     assert logged(log) == ["s1", "s2", "s3", "s3", "s4"]
     assert second.ok("print(d)").stdout.strip() == "4"
-    assert "interrupted" not in second.ok("%flow runs").stdout
+    assert "interrupted" not in second.ok("%flow runs").text
 
 
 def test_declare_mode_diamond_crash_in_a_branch_then_resume_from_manifest(
@@ -65,7 +53,7 @@ def test_declare_mode_diamond_crash_in_a_branch_then_resume_from_manifest(
         state_cell("d", log, "total = left + right", "--after b,c"),
     ]
     for cell in declared:
-        assert "declared state" in first.ok(cell).stdout
+        assert "declared state" in first.ok(cell).text
     assert logged(log) == []  # declare mode runs nothing
     first.submit("%flow run")
     first.wait_for_file_text(log, "c")
@@ -74,11 +62,11 @@ def test_declare_mode_diamond_crash_in_a_branch_then_resume_from_manifest(
     assert logged(log) == ["a", "b", "c"]
 
     second = kernels()  # no declaring cell is executed in this kernel
-    assert "was interrupted in state 'c'" in second.ok("%load_ext nbflow").stdout
+    assert "was interrupted in state 'c'" in second.ok("%load_ext nbflow").text
     second.ok("%flow resume")
     assert logged(log) == ["a", "b", "c", "c", "d"]
     assert second.ok("print(base, left, right, total)").stdout.split() == ["10", "11", "12", "23"]
-    shown = second.ok("%flow show").stdout
+    shown = second.ok("%flow show").text
     for state in ("a", "b", "c", "d"):
         assert f"✓ {state}" in shown
 
@@ -97,12 +85,12 @@ def test_interrupt_then_resume_completes_the_run(kernels: KernelFactory, tmp_pat
     assert interrupted.status == "error"
     assert "KeyboardInterrupt" in interrupted.text
     assert "can be resumed with `%flow resume`" in interrupted.text
-    assert "interrupted" in kernel.ok("%flow runs").stdout
+    assert "interrupted" in kernel.ok("%flow runs").text
     flag.touch()
     kernel.ok("%flow resume")
     assert kernel.ok("print(y)").stdout.strip() == "10"
     assert logged(log) == ["prep", "work", "work"]
-    assert "completed" in kernel.ok("%flow status").stdout
+    assert "completed" in kernel.ok("%flow status").text
 
 
 def test_run_all_with_cells_queued_behind_a_state_completes_every_cell(

@@ -18,7 +18,7 @@ def test_state_code_runs_with_ipython_syntax_and_rich_display(kernels: KernelFac
         "display(HTML('<b>shown</b>'))\n"
         "{'total': total, 'shell': files[0]}"
     )
-    assert "Wall time" in result.stdout
+    assert "Wall time" in result.text
     assert any("IPython.core.display.HTML" in r for r in result.results)
     assert "{'total': 45, 'shell': 'from-the-shell'}" in result.results
     assert kernel.ok("print(total, files[0])").stdout.split() == ["45", "from-the-shell"]
@@ -41,7 +41,7 @@ def test_syntax_error_is_not_retried(kernels: KernelFactory) -> None:
     assert failed.status == "error"
     assert "SyntaxError" in failed.text
     assert "retrying" not in failed.text
-    assert kernel.ok("%flow timeline").stdout.count("failed") == 1
+    assert kernel.ok("%flow timeline").text.count("failed") == 1
 
 
 def test_fact_keeps_its_value_across_retries_in_the_kernel(kernels: KernelFactory) -> None:

@@ -12,8 +12,8 @@ def test_unnamed_notebook_uses_the_working_directory_and_says_so(
 ) -> None:
     kernel = kernels(notebook="")
     loaded = kernel.ok("%load_ext nbflow")
-    assert "unnamed notebook (flow 'untitled')" in loaded.stdout
-    assert str(tmp_path / ".nbflow") in loaded.stdout
+    assert "unnamed notebook (flow 'untitled')" in loaded.text
+    assert str(tmp_path / ".nbflow") in loaded.text
     kernel.ok("%%state s\nv = 1")
     assert (tmp_path / ".nbflow" / "nbflow.db").exists()
 
@@ -27,8 +27,8 @@ def test_two_notebooks_in_one_folder_keep_separate_histories(
     two.ok("%load_ext nbflow")
     one.ok("%%state only_in_one\nv = 1")
     two.ok("%%state only_in_two\nw = 2")
-    runs_one = one.ok("%flow runs").stdout
-    runs_two = two.ok("%flow runs").stdout
+    runs_one = one.ok("%flow runs").text
+    runs_two = two.ok("%flow runs").text
     assert "only_in_one" in runs_one
     assert "only_in_two" not in runs_one
     assert "only_in_two" in runs_two
@@ -42,8 +42,8 @@ def test_folder_that_cannot_hold_history_falls_back_and_says_where(
     cache = tmp_path / "cache"
     kernel = kernels(XDG_CACHE_HOME=str(cache))
     loaded = kernel.ok("%load_ext nbflow")
-    assert "cannot be written; keeping history in" in loaded.stdout
-    assert str(cache) in loaded.stdout
+    assert "cannot be written; keeping history in" in loaded.text
+    assert str(cache) in loaded.text
     kernel.ok("%%state s\nv = 1")
     assert (tmp_path / ".nbflow").read_text() == "a file where the folder should be"
 

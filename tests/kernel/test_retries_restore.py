@@ -25,9 +25,9 @@ def test_state_that_fails_twice_succeeds_on_its_third_attempt(
     started = time.monotonic()
     result = kernel.ok(FLAKY.format(log=str(log), failures=2))
     assert time.monotonic() - started >= 0.2  # two 100 ms waits
-    assert "retrying in 100 ms" in result.stdout
+    assert "retrying in 100 ms" in result.text
     assert kernel.ok("print(payload)").stdout.strip() == "3"
-    timeline = kernel.ok("%flow timeline").stdout
+    timeline = kernel.ok("%flow timeline").text
     assert timeline.count("failed") == 2
     assert timeline.count("backoff") == 2
     assert "completed" in timeline
@@ -44,14 +44,14 @@ def test_state_out_of_retries_fails_the_run_and_resume_does_not_loop(
     assert "ConnectionError: flaky 3" in failed.traceback  # the traceback is shown
     assert "line 5" in failed.traceback  # pointing at the cell's own line
     assert "state 'fetch' failed" in failed.text
-    assert "failed" in kernel.ok("%flow runs").stdout
+    assert "failed" in kernel.ok("%flow runs").text
     resumed = kernel.run("%flow resume")
     assert "has no interrupted run" in resumed.text
     again = kernel.ok(
         "%flow resume "
         + kernel.ok("print(__nbflow__.session.home.events.runs()[0].run_id)").stdout.strip()
     )
-    assert "already ended failed at state 'fetch'" in again.stdout
+    assert "already ended failed at state 'fetch'" in again.text
     assert log.read_text().split() == ["try"] * 3
 
 
@@ -64,7 +64,7 @@ def test_timeout_fails_the_attempt_as_retryable(kernels: KernelFactory) -> None:
     assert result.status == "error"
     assert 2 <= took < 15  # two attempts of about a second each
     assert "exceeded its time limit" in result.text
-    assert kernel.ok("%flow timeline").stdout.count("failed") == 2
+    assert kernel.ok("%flow timeline").text.count("failed") == 2
 
 
 def test_restore_in_a_fresh_kernel_reruns_the_always_run_connection(
@@ -85,8 +85,8 @@ def test_restore_in_a_fresh_kernel_reruns_the_always_run_connection(
     second = kernels()
     second.ok("%load_ext nbflow")
     restored = second.ok("%flow restore query")
-    assert "as they were after query" in restored.stdout
-    assert "re-running (--always-run)" in restored.stdout
+    assert "as they were after query" in restored.text
+    assert "re-running (--always-run)" in restored.text
     assert second.ok("print(answer)").stdout.strip() == "42"
     assert second.ok("print(conn.execute('select 7').fetchone()[0])").stdout.strip() == "7"
     assert log.read_text().split() == ["connect", "connect"]

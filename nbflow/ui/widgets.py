@@ -1,0 +1,242 @@
+"""ipywidgets 8 presentation: DAG and timeline pictures, run history and restart banner
+with buttons, and a progress bar. Standard widgets only (HTML, Button, IntProgress,
+Output, boxes), so they render in JupyterLab, Notebook 7 and VS Code.
+
+Every widget is displayed together with its text rendering as ``text/plain``, so
+terminals and text exports show the same content as :class:`TextPresenter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.core.error import UsageError
+from IPython.display import display
+
+from nbflow.ui.colors import STATUS_COLORS
+from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow
+from nbflow.ui.presenter import RunActions
+from nbflow.ui.text import TextPresenter, clock, duration
+
+
+def _text_of(draw: Callable[[TextPresenter], None]) -> str:
+    buffer = io.StringIO()
+    draw(TextPresenter(buffer))
+    return buffer.getvalue().rstrip("\n")
+
+
+def show(widget: widgets.Widget, text: str) -> None:
+    """Display ``widget`` with ``text`` as its plain-text form."""
+    bundle: dict[str, Any] = widget._repr_mimebundle_()
+    bundle["text/plain"] = text
+    display(bundle, raw=True)  # type: ignore[no-untyped-call]
+
+
+def plan_svg(view: PlanView) -> tuple[str, str | None]:
+    """The plan as SVG, and a hint when the built-in layout had to be used."""
+    from nbflow.ui.dag_svg import render_plan_svg
+
+    rendered = render_plan_svg(view)
+    return rendered.svg, rendered.hint
+
+
+def timeline_svg(run_id: str, bars: list[AttemptBar]) -> str:
+    """A run's attempts as SVG."""
+    from nbflow.ui.timeline_svg import render_timeline_svg
+
+    return render_timeline_svg(run_id, bars)
+
+
+def _status_badge(status: str) -> str:
+    colors = STATUS_COLORS.get(status) or STATUS_COLORS["pending"]
+    return (
+        f'<span style="background:{colors.fill};color:{colors.text};border:1px solid '
+        f'{colors.stroke};border-radius:8px;padding:1px 8px">{html.escape(status)}</span>'
+    )
+
+
+class WidgetPresenter:
+    """Shows views as widgets; buttons call back into ``actions``."""
+
+    def __init__(self, actions: RunActions) -> None:
+        self._actions = actions
+        self._dag: widgets.HTML | None = None
+        self._bar: widgets.IntProgress | None = None
+        self._label: widgets.HTML | None = None
+        self._started = 0.0
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.last_banner: widgets.VBox | None = None
+        """The banner shown last (kept for inspection, e.g. by tests that click it)."""
+        self.last_runs: widgets.VBox | None = None
+        """The run history shown last."""
+        self.live_updates = 0
+        """How often the live picture was redrawn."""
+
+    @property
+    def tasks(self) -> tuple[asyncio.Future[None], ...]:
+        """Actions started by buttons that have not finished."""
+        return tuple(self._tasks)
+
+    @staticmethod
+    def buttons(box: widgets.Widget) -> dict[str, widgets.Button]:
+        """Every button inside ``box``, by description (the first of each)."""
+        found: dict[str, widgets.Button] = {}
+        stack = [box]
+        while stack:
+            widget = stack.pop(0)
+            if isinstance(widget, widgets.Button):
+                found.setdefault(widget.description, widget)
+            stack.extend(getattr(widget, "children", ()))
+        return found
+
+    def message(self, text: str) -> None:
+        print(text)
+
+    def plan(self, view: PlanView) -> None:
+        svg, hint = plan_svg(view)
+        parts: list[widgets.Widget] = [widgets.HTML(svg, layout=widgets.Layout(overflow="auto"))]
+        if hint:
+            parts.append(widgets.HTML(f"<small>{html.escape(hint)}</small>"))
+        show(widgets.VBox(parts), _text_of(lambda t: t.plan(view)))
+
+    def timeline(self, run_id: str, bars: list[AttemptBar]) -> None:
+        show(
+            widgets.HTML(timeline_svg(run_id, bars), layout=widgets.Layout(overflow="auto")),
+            _text_of(lambda t: t.timeline(run_id, bars)),
+        )
+
+    def runs(self, rows: list[RunRow]) -> None:
+        if not rows:
+            print("nbflow: no runs yet")
+            return
+        out = widgets.Output()
+        lines: list[widgets.Widget] = [
+            widgets.HTML(
+                "<b>run</b> · status · started · took · states done · last state",
+                layout=widgets.Layout(margin="0 0 4px 0"),
+            )
+        ]
+        for row in rows:
+            lines.append(self._run_line(row, out))
+        self.last_runs = widgets.VBox([*lines, out])
+        show(self.last_runs, _text_of(lambda t: t.runs(rows)))
+
+    def _run_line(self, row: RunRow, out: widgets.Output) -> widgets.Widget:
+        info = widgets.HTML(
+            f"<code>{row.run_id[:8]}</code> {_status_badge(row.status)} "
+            f"{clock(row.started_us)} · {duration(row.duration_ms)} · "
+            f"{row.states_done}/{row.states_total} · {html.escape(row.last_state or '')}",
+            layout=widgets.Layout(width="560px"),
+        )
+        resume = widgets.Button(
+            description="Resume",
+            disabled=row.status != "interrupted",
+            button_style="primary" if row.status == "interrupted" else "",
+            tooltip="continue this run from its last checkpoint",
+            layout=widgets.Layout(width="90px"),
+        )
+        restore = widgets.Button(
+            description="Restore",
+            tooltip="put back the variables of this run's last checkpoint",
+            layout=widgets.Layout(width="90px"),
+        )
+        timeline = widgets.Button(description="Timeline", layout=widgets.Layout(width="90px"))
+        resume.on_click(lambda _: self._launch(out, lambda: self._actions.resume_run(row.run_id)))
+        restore.on_click(lambda _: self._launch(out, lambda: self._actions.restore_run(row.run_id)))
+        timeline.on_click(lambda _: self._show_timeline(out, row.run_id))
+        return widgets.HBox([info, resume, restore, timeline])
+
+    def _show_timeline(self, out: widgets.Output, run_id: str) -> None:
+        bars = self._actions.run_timeline(run_id)
+        out.clear_output()
+        with out:
+            self.timeline(run_id, bars)
+
+    def banner(self, view: BannerView) -> None:
+        where = f" in state <b>{html.escape(view.state_id)}</b>" if view.state_id else ""
+        message = widgets.HTML(
+            f"⚠ Run <code>{view.run_id[:8]}</code> of {html.escape(view.flow_id)} was "
+            f"interrupted{where} at {clock(view.interrupted_at_us)} "
+            f"({view.states_done} of {view.states_total} states done)."
+        )
+        resume = widgets.Button(description="Resume", button_style="primary", icon="play")
+        restore = widgets.Button(description="Restore variables", icon="undo")
+        dismiss = widgets.Button(description="Dismiss")
+        out = widgets.Output()
+        box = widgets.VBox(
+            [message, widgets.HBox([resume, restore, dismiss]), out],
+            layout=widgets.Layout(border="1px solid #d0a000", padding="6px"),
+        )
+        box.add_class("nbflow-banner")
+
+        def finished() -> None:
+            resume.disabled = restore.disabled = True
+
+        resume.on_click(
+            lambda _: self._launch(out, lambda: self._actions.resume_run(view.run_id), finished)
+        )
+        restore.on_click(
+            lambda _: self._launch(out, lambda: self._actions.restore_run(view.run_id), finished)
+        )
+        dismiss.on_click(lambda _: box.close())
+        self.last_banner = box
+        show(box, _text_of(lambda t: t.banner(view)))
+
+    def progress(self, state_id: str, attempt: int, what: str) -> None:
+        if self._bar is not None and what in ("started", "completed"):
+            return  # the live picture shows these
+        TextPresenter().progress(state_id, attempt, what)
+
+    def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
+        svg, _ = plan_svg(view)
+        if self._dag is None or self._bar is None or self._label is None:
+            self._started = time.monotonic()
+            self._dag = widgets.HTML(svg, layout=widgets.Layout(overflow="auto"))
+            self._bar = widgets.IntProgress(value=done, min=0, max=max(total, 1))
+            self._label = widgets.HTML()
+            show(
+                widgets.VBox([widgets.HBox([self._bar, self._label]), self._dag]),
+                f"nbflow: running {total} states",
+            )
+        self._dag.value = svg
+        self.live_updates += 1
+        self._bar.max = max(total, 1)
+        self._bar.value = done
+        elapsed = int((time.monotonic() - self._started) * 1000)
+        now = f" · running <b>{html.escape(current)}</b>" if current else ""
+        self._label.value = f"{done}/{total} states{now} · {duration(elapsed)}"
+
+    def live_end(self, outcome: str) -> None:
+        if self._bar is not None:
+            self._bar.bar_style = "success" if outcome == "completed" else "danger"
+        self._dag = self._bar = self._label = None
+
+    def _launch(
+        self,
+        out: widgets.Output,
+        action: Callable[[], Awaitable[None]],
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Run an async action from a button, its output shown under the button."""
+
+        async def run() -> None:
+            with out:
+                try:
+                    await action()
+                    if then is not None:
+                        then()
+                except UsageError as exc:
+                    print(f"UsageError: {exc}")
+                except Exception:
+                    traceback.print_exc()
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
