@@ -166,9 +166,12 @@ class WidgetPresenter:
             f"interrupted{where} at {clock(view.interrupted_at_us)} "
             f"({view.states_done} of {view.states_total} states done)."
         )
-        resume = widgets.Button(description="Resume", button_style="primary", icon="play")
-        restore = widgets.Button(description="Restore variables", icon="undo")
-        dismiss = widgets.Button(description="Dismiss")
+        fit = widgets.Layout(width="auto", min_width="110px")
+        resume = widgets.Button(
+            description="Resume", button_style="primary", icon="play", layout=fit
+        )
+        restore = widgets.Button(description="Restore variables", icon="undo", layout=fit)
+        dismiss = widgets.Button(description="Dismiss", layout=fit)
         out = widgets.Output()
         box = widgets.VBox(
             [message, widgets.HBox([resume, restore, dismiss]), out],
