@@ -62,6 +62,7 @@ def print_events(home: Home, run_id: str) -> None:
 def main(argv: list[str]) -> int:
     """Run the tour in ``argv[0]`` (default: a new temporary folder)."""
     folder = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="nbflow-demo-"))
+    _interrupt_once["armed"] = True
     with Flow("demo", folder / ".nbflow") as flow:
         flow.declare("load", load)
         flow.declare("clean", clean, after=["load"])

@@ -1,0 +1,5 @@
+"""The ``nbflow`` command line."""
+
+from nbflow.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,112 @@
+"""The commands of :mod:`nbflow.cli.main`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from nbflow import maintenance
+from nbflow.cli.main import EXIT_FAILED, EXIT_OK, CommandLineError
+from nbflow.cli.pictures import combined_svg, run_pictures
+from nbflow.engine.contract import read_manifest
+from nbflow.errors import NbflowError
+from nbflow.kernel.views import attempt_bars, run_row
+from nbflow.store import Home
+from nbflow.ui.text import TextPresenter
+
+
+def _states_total(home: Home, manifest_id: str | None) -> int:
+    if manifest_id is None:
+        return 0
+    try:
+        return len(read_manifest(home.artifacts, manifest_id).plan.states)
+    except NbflowError:
+        return 0
+
+
+def resolve_run(home: Home, prefix: str) -> str:
+    """The run id ``prefix`` names."""
+    matches = home.events.find_runs(prefix)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise CommandLineError(f"nbflow: no run id starts with {prefix!r} in {home.root}")
+    raise CommandLineError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
+
+
+def runs(home: Home, notebook: str | None, as_json: bool) -> int:
+    """``nbflow runs``."""
+    records = home.events.runs(flow_id=notebook, limit=1000)
+    rows = [run_row(home.events, r, _states_total(home, r.manifest_id), False) for r in records]
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {**asdict(row), "flow_id": rec.flow_id}
+                    for row, rec in zip(rows, records, strict=True)
+                ],
+                indent=2,
+            )
+        )
+    else:
+        TextPresenter().runs(rows)
+    return EXIT_OK
+
+
+def show(home: Home, prefix: str, svg: Path | None, as_json: bool) -> int:
+    """``nbflow show RUN``: summary as text, pictures to ``svg``."""
+    run_id = resolve_run(home, prefix)
+    record = home.events.run(run_id)
+    assert record is not None
+    row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
+    bars = attempt_bars(home.events.read_range(run_id))
+    if as_json:
+        print(json.dumps({"run": asdict(row), "attempts": [asdict(b) for b in bars]}, indent=2))
+    else:
+        text = TextPresenter()
+        text.runs([row])
+        text.timeline(run_id, bars)
+    if svg is not None:
+        dag, timeline = run_pictures(home, run_id)
+        try:
+            svg.write_text(combined_svg(dag.svg, timeline), encoding="utf-8")
+        except OSError as exc:
+            raise CommandLineError(f"nbflow: cannot write {svg}: {exc.strerror}") from None
+        where = f"wrote {svg} (DAG drawn with {dag.engine})"
+        print(where if not as_json else "", file=sys.stderr)
+        if dag.hint:
+            print(dag.hint, file=sys.stderr)
+    return EXIT_FAILED if row.status == "failed" else EXIT_OK
+
+
+def verify(home: Home) -> int:
+    """``nbflow verify``."""
+    total = sum(1 for _ in home.artifacts.ids())
+
+    def progress(done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rverifying {done}/{total}", end="", file=sys.stderr)
+
+    report = maintenance.verify(home, progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if report.damaged:
+        print(f"{len(report.damaged)} of {report.checked} artifacts are damaged:")
+        for artifact_id in report.damaged:
+            print(f"  {artifact_id}")
+        return EXIT_FAILED
+    print(f"all {report.checked} artifacts in {home.root} are intact")
+    return EXIT_OK
+
+
+def gc(home: Home, dry_run: bool) -> int:
+    """``nbflow gc``."""
+    report = maintenance.collect_garbage(home, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    print(
+        f"{verb} {len(report.removed)} artifacts ({report.bytes_removed} bytes); "
+        f"{report.kept} referenced artifacts kept"
+    )
+    return EXIT_OK

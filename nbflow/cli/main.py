@@ -1,0 +1,98 @@
+"""``nbflow``: look at and maintain a notebook's history from a terminal.
+
+Exit codes: 0 done, 1 the command found a failure (a failed run, damaged artifacts),
+2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from nbflow.errors import NbflowError
+from nbflow.store import HOME_DIRNAME, Home
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandLineError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(f"{self.prog}: {message}")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="nbflow", description="Durable, resumable notebook workflows.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    runs = commands.add_parser("runs", help="list the runs of a notebook, newest first")
+    runs.add_argument("notebook", nargs="?", help="NOTEBOOK.ipynb (default: every notebook)")
+    runs.add_argument("--home", help="the .nbflow folder (default: beside the notebook)")
+    runs.add_argument("--json", action="store_true", help="output for machines")
+    show = commands.add_parser("show", help="a run's summary, and its DAG and timeline as SVG")
+    show.add_argument("run", help="a run id or a unique prefix of one")
+    show.add_argument("--svg", type=Path, metavar="FILE", help="write the pictures to FILE")
+    show.add_argument("--home", help="the .nbflow folder (default: ./.nbflow)")
+    show.add_argument("--json", action="store_true", help="output for machines")
+    verify = commands.add_parser("verify", help="re-hash every artifact, report damage")
+    verify.add_argument("dir", nargs="?", default=".", help="a notebook folder or .nbflow")
+    gc = commands.add_parser("gc", help="delete artifacts no run refers to")
+    gc.add_argument("dir", nargs="?", default=".", help="a notebook folder or .nbflow")
+    gc.add_argument("--dry-run", action="store_true", help="only report what would go")
+    return parser
+
+
+def _home_of(path: str | None, notebook: str | None = None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get("NBFLOW_HOME"):
+        return Path(os.environ["NBFLOW_HOME"])
+    folder = Path(notebook).parent if notebook else Path(".")
+    return folder / HOME_DIRNAME
+
+
+def _existing_home(path: Path) -> Home:
+    candidate = path
+    if candidate.name != HOME_DIRNAME and (candidate / HOME_DIRNAME).is_dir():
+        candidate = candidate / HOME_DIRNAME
+    if not (candidate / "nbflow.db").exists():
+        raise CommandLineError(f"nbflow: no history in {candidate} (no nbflow.db there)")
+    return Home(candidate)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    try:
+        args = _parser().parse_args(argv)
+        return _dispatch(args)
+    except CommandLineError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except NbflowError as exc:
+        print(f"nbflow: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.code in {"run_not_found", "run_ambiguous"} else EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from nbflow.cli import commands
+
+    if args.command == "runs":
+        home = _existing_home(_home_of(args.home, args.notebook))
+        with home:
+            return commands.runs(
+                home, Path(args.notebook).name if args.notebook else None, args.json
+            )
+    if args.command == "show":
+        with _existing_home(_home_of(args.home)) as home:
+            return commands.show(home, args.run, args.svg, args.json)
+    if args.command == "verify":
+        with _existing_home(Path(args.dir)) as home:
+            return commands.verify(home)
+    with _existing_home(Path(args.dir)) as home:
+        return commands.gc(home, args.dry_run)

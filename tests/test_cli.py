@@ -1,0 +1,117 @@
+"""The ``nbflow`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from nbflow.demo import main as run_demo
+from nbflow.store import Home
+
+
+def nbflow(*args: str, cwd: Path, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ}
+    env.pop("NBFLOW_HOME", None)
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "nbflow.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    run_demo([str(tmp_path)])  # a real run: four states, one interrupted and resumed
+    return tmp_path
+
+
+def run_id_of(folder: Path) -> str:
+    listed = json.loads(nbflow("runs", "--json", cwd=folder).stdout)
+    return str(listed[0]["run_id"])
+
+
+def test_runs_lists_the_history_as_text_and_json(folder: Path) -> None:
+    text = nbflow("runs", cwd=folder)
+    assert text.returncode == 0
+    assert "completed" in text.stdout
+    assert "4/4" in text.stdout
+    listed = json.loads(nbflow("runs", "--json", cwd=folder).stdout)
+    assert [(r["status"], r["states_done"], r["flow_id"]) for r in listed] == [
+        ("completed", 4, "demo")
+    ]
+
+
+@pytest.mark.parametrize("with_dot", [True, False])
+def test_show_writes_the_dag_and_timeline_as_svg(folder: Path, with_dot: bool) -> None:
+    run_id = run_id_of(folder)
+    out = folder / "run.svg"
+    shown = nbflow("show", run_id[:6], "--svg", str(out), cwd=folder, path=None if with_dot else "")
+    assert shown.returncode == 0, shown.stderr
+    assert "timeline of run" in shown.stdout
+    root = ElementTree.parse(out).getroot()
+    classes = [(element.get("class") or "").split() for element in root.iter()]
+    states = [c for c in classes if "nbflow-state" in c]
+    attempts = [c for c in classes if "nbflow-attempt" in c]
+    assert len(states) == 4  # load, clean, train, report
+    assert len(attempts) == 5  # train was interrupted once
+    if with_dot and subprocess.run(["which", "dot"], capture_output=True).returncode == 0:
+        assert "drawn with dot" in shown.stderr
+    if not with_dot:
+        assert "drawn with builtin" in shown.stderr
+        assert "install it" in shown.stderr  # the one-line hint
+
+
+def test_usage_errors_exit_with_2(folder: Path) -> None:
+    unknown = nbflow("show", "zzzz", cwd=folder)
+    assert unknown.returncode == 2
+    assert "no run id starts with 'zzzz'" in unknown.stderr
+    assert nbflow("explode", cwd=folder).returncode == 2
+    empty = folder / "empty"
+    empty.mkdir()
+    missing = nbflow("runs", cwd=empty)
+    assert missing.returncode == 2
+    assert "no history" in missing.stderr
+    assert not (empty / ".nbflow").exists()  # looking does not create anything
+
+
+def test_verify_reports_damage_by_id_and_exits_1(folder: Path) -> None:
+    assert nbflow("verify", cwd=folder).returncode == 0
+    with Home(folder / ".nbflow") as home:
+        artifact_id = next(iter(home.artifacts.ids()))
+        home.events.close()
+    import sqlite3
+
+    conn = sqlite3.connect(folder / ".nbflow" / "nbflow.db")
+    data = bytearray(
+        conn.execute("SELECT data FROM blobs WHERE id=?", (artifact_id,)).fetchone()[0]
+    )
+    data[0] ^= 1
+    conn.execute("UPDATE blobs SET data=? WHERE id=?", (bytes(data), artifact_id))
+    conn.commit()
+    conn.close()
+    damaged = nbflow("verify", cwd=folder)
+    assert damaged.returncode == 1
+    assert artifact_id in damaged.stdout
+
+
+def test_gc_removes_only_unreferenced_artifacts(folder: Path) -> None:
+    with Home(folder / ".nbflow") as home:
+        orphan = home.artifacts.put(b"x" * 20_000)  # a file artifact no run refers to
+        before = set(home.artifacts.ids())
+    dry = nbflow("gc", "--dry-run", cwd=folder)
+    assert "would remove 1 artifacts" in dry.stdout
+    assert nbflow("gc", cwd=folder).returncode == 0
+    with Home(folder / ".nbflow") as home:
+        assert set(home.artifacts.ids()) == before - {orphan}
+    assert nbflow("verify", cwd=folder).returncode == 0
