@@ -115,3 +115,18 @@ def test_gc_removes_only_unreferenced_artifacts(folder: Path) -> None:
     with Home(folder / ".nbflow") as home:
         assert set(home.artifacts.ids()) == before - {orphan}
     assert nbflow("verify", cwd=folder).returncode == 0
+
+
+def test_timeline_hover_gives_each_completed_attempts_snapshot_size(folder: Path) -> None:
+    out = folder / "run.svg"
+    assert nbflow("show", run_id_of(folder), "--svg", str(out), cwd=folder).returncode == 0
+    root = ElementTree.parse(out).getroot()
+    hovers = [
+        "".join(title.itertext())
+        for element in root.iter()
+        if "nbflow-attempt" in (element.get("class") or "").split()
+        and element.get("data-outcome") == "completed"
+        for title in element.iter("{http://www.w3.org/2000/svg}title")
+    ]
+    assert len(hovers) == 4
+    assert all("snapshot" in hover for hover in hovers), hovers

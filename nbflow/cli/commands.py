@@ -12,7 +12,7 @@ from nbflow.cli.main import EXIT_FAILED, EXIT_OK, CommandLineError
 from nbflow.cli.pictures import combined_svg, run_pictures
 from nbflow.engine.contract import read_manifest
 from nbflow.errors import NbflowError
-from nbflow.kernel.views import attempt_bars, run_row
+from nbflow.kernel.views import attempt_bars, run_row, snapshot_size
 from nbflow.store import Home
 from nbflow.ui.text import TextPresenter
 
@@ -61,7 +61,9 @@ def show(home: Home, prefix: str, svg: Path | None, as_json: bool) -> int:
     record = home.events.run(run_id)
     assert record is not None
     row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
-    bars = attempt_bars(home.events.read_range(run_id))
+    bars = attempt_bars(
+        home.events.read_range(run_id), lambda sid: snapshot_size(home.artifacts, sid)
+    )
     if as_json:
         print(json.dumps({"run": asdict(row), "attempts": [asdict(b) for b in bars]}, indent=2))
     else:

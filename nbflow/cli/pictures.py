@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from nbflow.engine.contract import read_manifest
-from nbflow.kernel.views import attempt_bars, live_view
+from nbflow.kernel.views import attempt_bars, live_view, snapshot_size
 from nbflow.model.events import RunStarted
 from nbflow.store import Home
 from nbflow.ui.dag_svg import RenderedSvg, render_plan_svg
@@ -33,7 +33,8 @@ def run_pictures(home: Home, run_id: str) -> tuple[RenderedSvg, str]:
                 for s in view.states
             ),
         )
-    return render_plan_svg(view), render_timeline_svg(run_id, attempt_bars(stream))
+    bars = attempt_bars(stream, lambda sid: snapshot_size(home.artifacts, sid))
+    return render_plan_svg(view), render_timeline_svg(run_id, bars)
 
 
 def combined_svg(dag: str, timeline: str) -> str:

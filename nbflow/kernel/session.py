@@ -23,7 +23,14 @@ from nbflow.errors import NbflowError
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
-from nbflow.kernel.views import attempt_bars, banner_view, live_view, plan_view, run_row
+from nbflow.kernel.views import (
+    attempt_bars,
+    banner_view,
+    live_view,
+    plan_view,
+    run_row,
+    snapshot_size,
+)
 from nbflow.model.events import (
     EventEnvelope,
     RetryScheduled,
@@ -365,7 +372,7 @@ class KernelSession:
 
     def run_timeline(self, run_id: str) -> list[AttemptBar]:
         """The attempts of ``run_id`` (the history's Timeline button)."""
-        return attempt_bars(self.home.events.read_range(run_id))
+        return attempt_bars(self.home.events.read_range(run_id), self._snapshot_size)
 
     def _replay_for(
         self, run_id: str, history: RunHistory, manifest: Manifest, upto: str | None
@@ -518,7 +525,11 @@ class KernelSession:
     def timeline(self, run: str | None) -> None:
         """``%flow timeline``."""
         run_id = self.resolve_run(run)
-        self.presenter.timeline(run_id, attempt_bars(self.home.events.read_range(run_id)))
+        stream = self.home.events.read_range(run_id)
+        self.presenter.timeline(run_id, attempt_bars(stream, self._snapshot_size))
+
+    def _snapshot_size(self, snapshot_id: str) -> int | None:
+        return snapshot_size(self.home.artifacts, snapshot_id)
 
     def banner(self) -> None:
         """The restart banner, when the newest run of this notebook was interrupted."""

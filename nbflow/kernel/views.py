@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from nbflow.errors import NbflowError
 from nbflow.model.events import (
     AttemptInterrupted,
     EventEnvelope,
@@ -16,6 +18,8 @@ from nbflow.model.events import (
     StatesSatisfied,
 )
 from nbflow.model.plan import Plan
+from nbflow.snapshot.document import SnapshotDocument
+from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.events import EventStore, RunRecord
 from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow, StateView
 
@@ -33,8 +37,11 @@ class StateOutcome:
     error: str | None
 
 
-def attempt_bars(events: list[EventEnvelope]) -> list[AttemptBar]:
-    """Every attempt of a run (and every backoff wait) as a bar on the run's time axis."""
+def attempt_bars(
+    events: list[EventEnvelope], size_of: Callable[[str], int | None] | None = None
+) -> list[AttemptBar]:
+    """Every attempt of a run (and every backoff wait) as a bar on the run's time axis;
+    ``size_of`` gives the size of a completed attempt's snapshot."""
     if not events:
         return []
     origin = events[0].at_us
@@ -42,7 +49,7 @@ def attempt_bars(events: list[EventEnvelope]) -> list[AttemptBar]:
     open_entry: tuple[StateEntered, int] | None = None
     ended = any(isinstance(e.event, RunCompleted) for e in events)
 
-    def close(outcome: str, at_us: int, error: str | None = None) -> None:
+    def close(outcome: str, at_us: int, error: str | None = None, size: int | None = None) -> None:
         nonlocal open_entry
         assert open_entry is not None
         entered, start_us = open_entry
@@ -54,6 +61,7 @@ def attempt_bars(events: list[EventEnvelope]) -> list[AttemptBar]:
                 max(0, (at_us - start_us) // 1000),
                 outcome,
                 error,
+                size,
             )
         )
         open_entry = None
@@ -65,7 +73,8 @@ def attempt_bars(events: list[EventEnvelope]) -> list[AttemptBar]:
                 close("interrupted", envelope.at_us)
             open_entry = (event, envelope.at_us)
         elif isinstance(event, StateCompleted) and open_entry is not None:
-            close("completed", envelope.at_us)
+            size = size_of(event.context_snapshot_id) if size_of is not None else None
+            close("completed", envelope.at_us, size=size)
         elif isinstance(event, StateFailed) and open_entry is not None:
             close("failed", envelope.at_us, event.error.message)
         elif isinstance(event, AttemptInterrupted) and open_entry is not None:
@@ -201,3 +210,17 @@ def live_view(plan: Plan, stream: list[EventEnvelope]) -> tuple[PlanView, int, s
         for state in plan.states
     )
     return PlanView(plan.flow_id, views), done, current
+
+
+def snapshot_size(artifacts: ArtifactStore, snapshot_id: str) -> int | None:
+    """Bytes of the variables a snapshot holds (for display; the bytes are not verified)."""
+    data = artifacts.raw(snapshot_id)
+    if data is None:
+        return None
+    if b'"nbflow.namespace"' not in data:
+        return len(data)
+    try:
+        document = SnapshotDocument.from_bytes(data, snapshot_id)
+    except NbflowError:
+        return None
+    return sum(variable.size for variable in document.variables)

@@ -54,6 +54,8 @@ class AttemptBar:
     outcome: str
     """``completed``, ``failed``, ``interrupted``, ``running`` or ``backoff``."""
     error: str | None = None
+    snapshot_bytes: int | None = None
+    """Size of the variables a completed attempt checkpointed, when known."""
 
 
 @dataclass(frozen=True)

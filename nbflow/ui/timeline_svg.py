@@ -121,7 +121,7 @@ def render_timeline_svg(
         if bar.outcome == "backoff":
             parts.append(_backoff(bar, x, w, y, row_height, hatch))
         else:
-            size = (snapshot_sizes or {}).get((bar.state_id, bar.attempt))
+            size = (snapshot_sizes or {}).get((bar.state_id, bar.attempt), bar.snapshot_bytes)
             parts.append(_attempt(bar, x, w, y + 3, row_height - 6, size))
     parts.append("</svg>")
     return "".join(parts)
