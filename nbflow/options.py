@@ -19,6 +19,13 @@ class OptionError(NbflowError):
 def parse_duration_ms(text: str, *, option: str = "duration") -> int:
     """``250ms``, ``2s``, ``5m`` or ``1h`` as integer milliseconds."""
     match = _DURATION.fullmatch(text.strip())
+    if match is not None and len(match.group("number")) > 16:
+        raise OptionError(
+            "bad_duration",
+            f"{option}: {text[:40]!r}… is too long",
+            name=option,
+            hint="durations up to about 285,000 years are accepted; use a smaller number",
+        )
     if match is None:
         raise OptionError(
             "bad_duration",

@@ -64,6 +64,12 @@ def test_state_options_parse_every_option() -> None:
         ("a --retry-on 3rd", "not an exception class name"),
         ("a --unknown", "unrecognized arguments"),
         ("a 'unclosed", "cannot read the arguments"),
+        # found by fuzzing in a kernel: tracebacks instead of usage errors
+        ("a --after=--", "--after needs a value"),
+        ("a --retries=--", "--retries needs a value"),
+        ("a --retries " + "1" * 4301, "at most"),
+        ("a --timeout " + "1" * 4301 + "ms", "too long"),
+        ("a --backoff exp:1s.." + "1" * 4301 + "s", "too long"),
     ],
 )
 def test_bad_state_options_are_one_line_usage_errors(line: str, says: str) -> None:

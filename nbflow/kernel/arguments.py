@@ -82,9 +82,20 @@ def split_args(line: str) -> list[str]:
         raise UsageError(f"cannot read the arguments {line!r}: {exc}") from None
 
 
+LIST_OPTIONS = frozenset({"after", "retry_on", "names"})
+"""Options whose value is a list of strings; every other value is a string or a flag."""
+
+
 def parse(parser: MagicArgumentParser, line: str) -> argparse.Namespace:
     """Parse ``line``; ``HelpShown`` after printing ``--help``; ``UsageError`` if bad."""
-    return parser.parse_args(split_args(line))
+    args = parser.parse_args(split_args(line))
+    for key, value in vars(args).items():
+        # argparse turns an explicit `--option=--` into an empty list instead of "--".
+        items = value if key in LIST_OPTIONS and isinstance(value, list) else [value]
+        if any(isinstance(item, list) for item in items):
+            option = "--" + key.replace("_", "-")
+            raise UsageError(f"{parser.prog}: {option} needs a value")
+    return args
 
 
 def _names(values: list[str] | None, option: str) -> tuple[str, ...]:
@@ -128,7 +139,9 @@ def state_options(line: str) -> StateOptions:
         raise UsageError(f"%%state {name}: a state cannot run after itself")
     retries_text: str = args.retries
     if not retries_text.isascii() or not retries_text.isdigit():
-        raise UsageError(f"--retries: {retries_text!r} is not a whole number")
+        raise UsageError(f"--retries: {retries_text[:40]!r} is not a whole number")
+    if len(retries_text) > 6:
+        raise UsageError(f"--retries: at most {MAX_RETRIES}")
     retries = int(retries_text)
     if retries > MAX_RETRIES:
         raise UsageError(f"--retries: at most {MAX_RETRIES}")

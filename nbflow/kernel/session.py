@@ -20,6 +20,7 @@ from nbflow.engine.contract import read_manifest
 from nbflow.engine.history import RunHistory
 from nbflow.engine.results import RunPhase, RunResult
 from nbflow.errors import NbflowError
+from nbflow.hashing.ids import is_content_id
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
@@ -396,6 +397,10 @@ class KernelSession:
         self, target: str | None, run: str | None
     ) -> tuple[str, str | None, str | None]:
         if target is not None and target.startswith("blake3:"):
+            if not is_content_id(target):
+                raise UsageError(
+                    f"%flow restore: {target!r} is not a snapshot id (blake3:<64 hex digits>)"
+                )
             if not self.home.artifacts.exists(target):
                 raise UsageError(f"%flow restore: snapshot {target} is not in {self.home.root}")
             return target, None, None
