@@ -285,6 +285,10 @@ class KernelSession:
 
     async def resume(self, run: str | None) -> None:
         """``%flow resume``: continue an interrupted run from its last checkpoint."""
+        if run is None:
+            newest = self.home.events.runs(flow_id=self.flow_id, limit=1)
+            if newest and newest[0].status != "running":
+                run = newest[0].run_id  # reported below as ended: nothing to resume
         run_id = self.resolve_run(run, interrupted=run is None)
         history = _usage(lambda: self.engine.history(run_id))
         if history.run_completed is not None:
