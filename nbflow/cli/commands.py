@@ -14,7 +14,7 @@ from nbflow.engine.contract import read_manifest
 from nbflow.errors import NbflowError
 from nbflow.kernel.views import attempt_bars, run_row, snapshot_size
 from nbflow.store import Home
-from nbflow.ui.text import TextPresenter
+from nbflow.ui.text import TextPresenter, duration
 
 
 def _states_total(home: Home, manifest_id: str | None) -> int:
@@ -112,3 +112,37 @@ def gc(home: Home, dry_run: bool) -> int:
         f"{report.kept} referenced artifacts kept"
     )
     return EXIT_OK
+
+
+def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: bool) -> None:
+    """The table printed when ``nbflow run`` ends: the run, and each state's attempts."""
+    records = home.events.runs(flow_id=flow_id, limit=1)
+    if not records:
+        print("nbflow: the notebook has no %%state cells; it ran without checkpoints")
+        return
+    record = records[0]
+    row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
+    bars = [
+        b for b in attempt_bars(home.events.read_range(record.run_id)) if b.outcome != "backoff"
+    ]
+    if as_json:
+        summary = {
+            "run": asdict(row),
+            "exit_code": status,
+            "output": str(output),
+            "attempts": [asdict(b) for b in bars],
+        }
+        print(json.dumps(summary, indent=2))
+        return
+    print(
+        f"\nrun {row.run_id[:8]} {row.status}: {row.states_done}/{row.states_total} states, "
+        f"{duration(row.duration_ms)}; output written to {output}"
+    )
+    width = max((len(b.state_id) for b in bars), default=5)
+    print(f"  {'state':<{width}}  attempt  {'took':>10}  outcome")
+    for bar in bars:
+        error = f"  {bar.error}" if bar.error else ""
+        print(
+            f"  {bar.state_id:<{width}}  {bar.attempt:>7}  {duration(bar.duration_ms):>10}"
+            f"  {bar.outcome}{error}"
+        )

@@ -1,7 +1,7 @@
 """``nbflow``: look at and maintain a notebook's history from a terminal.
 
-Exit codes: 0 done, 1 the command found a failure (a failed run, damaged artifacts),
-2 usage error.
+Exit codes: 0 done (a run completed), 1 a failure (a failed run, damaged artifacts),
+2 usage error, 3 the run was interrupted (run the command again to resume it).
 """
 
 from __future__ import annotations
@@ -31,6 +31,26 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> _Parser:
     parser = _Parser(prog="nbflow", description="Durable, resumable notebook workflows.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, help_text in (
+        ("run", "execute a notebook as one checkpointed run; resumes an interrupted one"),
+        ("resume", "resume the notebook's interrupted run (same as run when there is one)"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("notebook", type=Path, help="NOTEBOOK.ipynb")
+        sub.add_argument(
+            "-p",
+            "--parameter",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="set a parameter (injected after the cell tagged 'parameters')",
+        )
+        sub.add_argument(
+            "--output", type=Path, help="executed notebook (default: NAME.output.ipynb)"
+        )
+        if name == "run":
+            sub.add_argument("--fresh", action="store_true", help="start anew; do not resume")
+        sub.add_argument("--json", action="store_true", help="summary for machines")
     runs = commands.add_parser("runs", help="list the runs of a notebook, newest first")
     runs.add_argument("notebook", nargs="?", help="NOTEBOOK.ipynb (default: every notebook)")
     runs.add_argument("--home", help="the .nbflow folder (default: beside the notebook)")
@@ -82,6 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from nbflow.cli import commands
 
+    if args.command in ("run", "resume"):
+        from nbflow.cli.run import interrupted_run_exists, run_notebook
+
+        if args.command == "resume" and not interrupted_run_exists(args.notebook):
+            raise CommandLineError(f"nbflow resume: {args.notebook} has no interrupted run")
+        return run_notebook(
+            args.notebook, args.output, args.parameter, getattr(args, "fresh", False), args.json
+        )
     if args.command == "runs":
         home = _existing_home(_home_of(args.home, args.notebook))
         with home:

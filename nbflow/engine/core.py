@@ -13,7 +13,8 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic
 
@@ -62,6 +63,17 @@ class CallBody(Generic[C]):
     attempt: int
     body: Body[C]
     context: C
+    scope: FactScope | None = None
+    """What :func:`nbflow.fact` records into; the driver makes it current around the body."""
+
+    @contextmanager
+    def facts(self) -> Iterator[None]:
+        """Make this attempt's facts current, in the caller's context."""
+        token = CURRENT_SCOPE.set(self.scope)
+        try:
+            yield
+        finally:
+            CURRENT_SCOPE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,14 @@ class Engine(Generic[C]):
     async def resume_async(self, run_id: str) -> RunResult:
         """:meth:`resume` for bodies that return awaitables."""
         return await self._drive_async(self._resume_steps(run_id))
+
+    def start_steps(self, request: StartRequest[C]) -> Steps:
+        """The steps of :meth:`start`, for a caller that runs each body itself."""
+        return self._start_steps(request)
+
+    def resume_steps(self, run_id: str) -> Steps:
+        """The steps of :meth:`resume`, for a caller that runs each body itself."""
+        return self._resume_steps(run_id)
 
     def _start_steps(self, request: StartRequest[C]) -> Steps:
         validate_execution_mode(request.run_config)
@@ -239,7 +259,7 @@ class Engine(Generic[C]):
             reply: Any = None
             failure: BaseException | None = None
             while True:
-                command = _advance(steps, reply, failure)
+                command = advance(steps, reply, failure)
                 reply = failure = None
                 if isinstance(command, RunResult):
                     return command
@@ -247,7 +267,8 @@ class Engine(Generic[C]):
                     self._sleep(command.seconds)
                     continue
                 try:
-                    reply = command.body(command.context)
+                    with command.facts():
+                        reply = command.body(command.context)
                 except BaseException as exc:  # handed to the run's steps, which decide
                     failure = exc
 
@@ -256,7 +277,7 @@ class Engine(Generic[C]):
             reply: Any = None
             failure: BaseException | None = None
             while True:
-                command = _advance(steps, reply, failure)
+                command = advance(steps, reply, failure)
                 reply = failure = None
                 if isinstance(command, RunResult):
                     return command
@@ -264,9 +285,10 @@ class Engine(Generic[C]):
                     await asyncio.sleep(command.seconds)
                     continue
                 try:
-                    reply = command.body(command.context)
-                    if inspect.isawaitable(reply):
-                        reply = await reply
+                    with command.facts():
+                        reply = command.body(command.context)
+                        if inspect.isawaitable(reply):
+                            reply = await reply
                 except BaseException as exc:  # handed to the run's steps, which decide
                     failure = exc
 
@@ -411,9 +433,8 @@ class Engine(Generic[C]):
                 context = self.codec.restore(base_snapshot_id)
         except NbflowError as exc:
             return self._fail(spec, attempt, writer, exc.info())
-        token = CURRENT_SCOPE.set(scope)
         try:
-            result = yield CallBody(spec, attempt, body, context)
+            result = yield CallBody(spec, attempt, body, context, scope)
         except Exception as exc:
             return self._fail(spec, attempt, writer, error_from_exception(spec, exc))
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -423,8 +444,6 @@ class Engine(Generic[C]):
             )
             log.warning("interrupted by %s", type(exc).__name__)
             raise
-        finally:
-            CURRENT_SCOPE.reset(token)
         if self.failpoints.take_stop_after_body():
             log.warning("failpoint: stopping before the checkpoint is recorded")
             return None
@@ -446,7 +465,7 @@ class Engine(Generic[C]):
         return RunWriter(self.events, run_id, head_seq, self.listeners)
 
 
-def _advance(
+def advance(
     steps: Steps, reply: Any, failure: BaseException | None
 ) -> CallBody[Any] | Wait | RunResult:
     """Send a body's result (or throw its exception) into ``steps``; the next command, or

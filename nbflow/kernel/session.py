@@ -7,6 +7,7 @@ engine's async driver runs it, so every step is recorded as in any other run.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from nbflow.hashing.ids import is_content_id
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
+from nbflow.kernel.notebook_run import CellDriver
 from nbflow.kernel.views import (
     attempt_bars,
     banner_view,
@@ -116,6 +118,7 @@ class KernelSession:
         self._verbose_progress = False
         self._live_plan: Plan | None = None
         self.busy = False
+        self.notebook_run: CellDriver | None = None
 
     @property
     def flow_id(self) -> str:
@@ -216,8 +219,37 @@ class KernelSession:
 
     # -- running --------------------------------------------------------------------------
 
+    def begin_notebook_run(
+        self, plan_json: str, parameters_json: str, resume_run: str | None
+    ) -> None:
+        """Make this kernel execute the notebook as one run (``nbflow run``): each
+        ``%%state`` cell runs the next state. With ``resume_run``, its last checkpoint is
+        restored now, before the remaining cells execute."""
+        plan = Plan.model_validate_json(plan_json)
+        parameters = json.loads(parameters_json)
+        for spec in plan.states:
+            self.states[spec.id] = spec
+            self.upstream[spec.id] = plan.upstream_of(spec.id)
+        if resume_run is not None:
+            driver = CellDriver(self.engine.resume_steps(resume_run))
+            driver.prime()
+        else:
+            manifest = Manifest(flow_id=self.flow_id, plan=plan, parameters=parameters)
+            manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+            request = StartRequest.for_manifest(manifest, manifest_id, self.shell.user_ns)
+            driver = CellDriver(self.engine.start_steps(request))
+        self.notebook_run = driver
+        self.mode = "notebook"
+
     async def state_cell(self, options: StateOptions, source: str) -> None:
         """A ``%%state`` cell: declare it, and in run mode run it now as a one-state run."""
+        if self.mode == "notebook" and self.notebook_run is not None:
+            result = await self.notebook_run.run_state(
+                self.shell, options.name, source, options.timeout_ms
+            )
+            if result is not None:
+                self._finish(result, set())
+            return
         for up in options.after:
             if up not in self.states and up not in self.satisfied:
                 raise UsageError(

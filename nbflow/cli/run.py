@@ -1,0 +1,237 @@
+"""``nbflow run`` and ``nbflow resume``: a notebook executed headless as one run.
+
+Like papermill: a fresh kernel in the notebook's folder, parameters injected after the
+cell tagged ``parameters``, each cell's output written under it to ``--output``. The plan
+is the notebook's ``%%state`` cells, and the whole execution is one run (see
+:mod:`nbflow.kernel.notebook_run`). Run again after an interruption, it resumes that run:
+the kernel gets the variables of the last checkpoint, the cells up to the last completed
+state are skipped (their outputs are kept from the interrupted execution), and execution
+continues with the state that was cut off.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from IPython.core.error import UsageError
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from nbflow.cli.main import CommandLineError
+from nbflow.engine.contract import manifest_id_of
+from nbflow.engine.history import read_history
+from nbflow.errors import NbflowError
+from nbflow.kernel.arguments import state_options
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.store import HOME_DIRNAME, Home
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
+
+
+@dataclass(frozen=True)
+class StateCell:
+    """A ``%%state`` cell of the notebook."""
+
+    index: int
+    spec: StateSpec
+    after: tuple[str, ...]
+
+
+def _read(path: Path, as_version: int) -> Any:
+    return nbformat.read(path, as_version=as_version)  # type: ignore[no-untyped-call]
+
+
+def _write(notebook: Any, path: Path) -> None:
+    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; VALUE is a Python or JSON literal, or else a string."""
+    parameters: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise CommandLineError(f"nbflow run: -p wants NAME=VALUE, not {pair!r}")
+        try:
+            value: Any = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if isinstance(value, float):
+            value = text  # manifests are canonical JSON: no floats; kept as written
+        parameters[name] = value
+    return parameters
+
+
+def inject_parameters(notebook: Any, parameters: dict[str, Any]) -> None:
+    """Insert a cell setting ``parameters`` after the cell tagged ``parameters``."""
+    if not parameters:
+        return
+    source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
+        source, metadata={"tags": ["injected-parameters"]}
+    )
+    cells = notebook.cells
+    tagged = [
+        i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])
+    ]
+    cells.insert(tagged[0] + 1 if tagged else 0, cell)
+
+
+def state_cells(notebook: Any) -> list[StateCell]:
+    """The notebook's ``%%state`` cells, checked as the magic would."""
+    found: list[StateCell] = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or not cell.source.startswith("%%state"):
+            continue
+        first, _, body = cell.source.partition("\n")
+        try:
+            options = state_options(first[len("%%state") :].strip())
+        except UsageError as exc:
+            raise CommandLineError(f"nbflow run: cell {index + 1}: {exc}") from None
+        spec = StateSpec(
+            id=options.name,
+            source=body,
+            retry=options.retry,
+            retry_on=options.retry_on,
+            timeout_ms=options.timeout_ms,
+            always_run=options.always_run,
+        )
+        found.append(StateCell(index, spec, options.after))
+    return found
+
+
+def notebook_plan(flow_id: str, cells: list[StateCell]) -> Plan:
+    """The plan of the notebook's state cells, in cell order."""
+    return Plan(
+        flow_id=flow_id,
+        states=tuple(c.spec for c in cells),
+        edges=tuple(Edge(upstream=up, downstream=c.spec.id) for c in cells for up in c.after),
+    )
+
+
+def interrupted_run_exists(path: Path) -> bool:
+    """Whether the notebook at ``path`` has an unfinished run."""
+    home = path.resolve().parent / HOME_DIRNAME
+    if not (home / "nbflow.db").exists():
+        return False
+    with Home(home) as opened:
+        return any(r.status == "running" for r in opened.events.runs(flow_id=path.name))
+
+
+def run_notebook(
+    path: Path, output: Path | None, parameter_pairs: list[str], fresh: bool, as_json: bool
+) -> int:
+    """Execute ``path`` as one run, resuming an interrupted run of the same manifest."""
+    if not path.is_file():
+        raise CommandLineError(f"nbflow run: no notebook at {path}")
+    notebook = _read(path, as_version=4)
+    parameters = parse_parameters(parameter_pairs)
+    inject_parameters(notebook, parameters)
+    cells = state_cells(notebook)
+    folder = path.resolve().parent
+    flow_id = path.name
+    plan = notebook_plan(flow_id, cells)
+    output = output or path.with_name(path.stem + ".output.ipynb")
+    try:
+        manifest_id = manifest_id_of(Manifest(flow_id=flow_id, plan=plan, parameters=parameters))
+    except NbflowError as exc:
+        raise CommandLineError(f"nbflow run: {exc}") from None
+    resume_run, skip_until, previous = None, -1, None
+    with Home(folder / HOME_DIRNAME) as home:
+        if not fresh:
+            for record in home.events.runs(flow_id=flow_id):
+                if record.status == "running" and record.manifest_id == manifest_id:
+                    resume_run = record.run_id
+                    break
+        if resume_run is not None:
+            completed = read_history(resume_run, home.events.read_range(resume_run)).completed
+            done = [c.index for c in cells if c.spec.id in completed]
+            skip_until = max(done, default=-1)
+            if output.exists():
+                previous = _read(output, as_version=4)
+    progress = Progress(len(notebook.cells), as_json)
+    if resume_run is not None:
+        progress.say(f"resuming run {resume_run[:8]}: cells 1-{skip_until + 1} were done")
+    setup = (
+        "%load_ext nbflow\n"
+        f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
+        f"{json.dumps(parameters)!r}, {resume_run!r})"
+    )
+    client = NotebookClient(
+        notebook, kernel_name="python3", timeout=None, resources={"metadata": {"path": str(folder)}}
+    )
+    status = EXIT_OK
+    # The kernel learns the notebook's name as it would from a Jupyter server.
+    env = {**os.environ, "JPY_SESSION_NAME": str(path.resolve())}
+    with client.setup_kernel(cwd=str(folder), env=env):
+        kernel_client: Any = client.kc
+        reply = run_sync(kernel_client.execute_interactive)(
+            setup, timeout=120, output_hook=lambda _msg: None
+        )
+        if reply["content"]["status"] != "ok":
+            content = reply["content"]
+            raise CommandLineError(
+                "nbflow run: the kernel could not start the run: "
+                f"{content.get('ename')}: {content.get('evalue')}"
+            )
+        for index, cell in enumerate(notebook.cells):
+            if index <= skip_until:
+                if previous is not None and index < len(previous.cells):
+                    cell.outputs = previous.cells[index].get("outputs", [])
+                progress.cell(index, cell, "skipped (done before)", 0.0)
+                continue
+            started = time.monotonic()
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                progress.cell(index, cell, "failed", time.monotonic() - started)
+                status = EXIT_INTERRUPTED if "interrupted" in str(exc) else EXIT_FAILED
+                break
+            except KeyboardInterrupt:
+                progress.cell(index, cell, "interrupted", time.monotonic() - started)
+                status = EXIT_INTERRUPTED
+                break
+            finally:
+                _write(notebook, output)
+            progress.cell(index, cell, "done", time.monotonic() - started)
+    _write(notebook, output)
+    progress.summary(folder, flow_id, status, output)
+    return status
+
+
+class Progress:
+    """Lines on stderr while the notebook runs; a summary at the end."""
+
+    def __init__(self, total: int, as_json: bool) -> None:
+        self.total = total
+        self.as_json = as_json
+        self.started = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"nbflow: {text}", file=sys.stderr)
+
+    def cell(self, index: int, cell: Any, what: str, seconds: float) -> None:
+        first = (cell.source.splitlines() or [""])[0][:60]
+        kind = "state" if first.startswith("%%state") else cell.cell_type
+        elapsed = time.monotonic() - self.started
+        print(
+            f"[{index + 1:>3}/{self.total}] {kind:<8} {what:<22} {seconds:7.2f} s  "
+            f"(total {elapsed:6.1f} s)  {first}",
+            file=sys.stderr,
+        )
+
+    def summary(self, folder: Path, flow_id: str, status: int, output: Path) -> None:
+        from nbflow.cli.commands import show_summary
+
+        with Home(folder / HOME_DIRNAME) as home:
+            show_summary(home, flow_id, status, output, self.as_json)
