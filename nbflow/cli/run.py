@@ -31,6 +31,7 @@ from nbflow.engine.contract import manifest_id_of
 from nbflow.engine.history import read_history
 from nbflow.errors import NbflowError
 from nbflow.kernel.arguments import state_options
+from nbflow.model.events import StateEntered
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.store import HOME_DIRNAME, Home
@@ -203,7 +204,8 @@ def run_notebook(
                 break
             finally:
                 _write(notebook, output)
-            progress.cell(index, cell, "done", time.monotonic() - started)
+            outcome = progress.state_outcome(folder, cell)
+            progress.cell(index, cell, outcome, time.monotonic() - started)
     _write(notebook, output)
     progress.summary(folder, flow_id, status, output)
     return status
@@ -216,6 +218,26 @@ class Progress:
         self.total = total
         self.as_json = as_json
         self.started = time.monotonic()
+
+    def state_outcome(self, folder: Path, cell: Any) -> str:
+        """``done``, or for a state cell its last attempt from the run's log."""
+        first = (cell.source.splitlines() or [""])[0]
+        if not first.startswith("%%state"):
+            return "done"
+        try:
+            name = state_options(first[len("%%state") :].strip()).name
+        except UsageError:
+            return "done"
+        with Home(folder / HOME_DIRNAME) as home:
+            record = next(iter(home.events.runs(limit=1)), None)
+            if record is None:
+                return "done"
+            attempts = [
+                e.event.attempt
+                for e in home.events.read_range(record.run_id)
+                if isinstance(e.event, StateEntered) and e.event.state_id == name
+            ]
+        return f"done, attempt {attempts[-1]}" if attempts else "done"
 
     def say(self, text: str) -> None:
         print(f"nbflow: {text}", file=sys.stderr)
