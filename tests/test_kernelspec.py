@@ -55,7 +55,7 @@ def test_installed_kernelspec_loads_nbflow_without_load_ext(tmp_path: Path) -> N
     )
     (new_site / "outer.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", str(ROOT)],
+        [str(python), "-m", "pip", "install", "--no-deps", "-q", str(ROOT)],
         check=True,
         timeout=300,
     )
