@@ -99,15 +99,7 @@ def state_cells(notebook: Any) -> list[StateCell]:
             options = state_options(first[len("%%state") :].strip())
         except UsageError as exc:
             raise CommandLineError(f"nbflow run: cell {index + 1}: {exc}") from None
-        spec = StateSpec(
-            id=options.name,
-            source=body,
-            retry=options.retry,
-            retry_on=options.retry_on,
-            timeout_ms=options.timeout_ms,
-            always_run=options.always_run,
-        )
-        found.append(StateCell(index, spec, options.after))
+        found.append(StateCell(index, options.spec(body), options.after))
     return found
 
 

@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 
 from nbflow.errors import NbflowError
 from nbflow.model.config import RetryPolicy
-from nbflow.model.plan import STATE_NAME
+from nbflow.model.plan import STATE_NAME, StateSpec
 from nbflow.options import parse_backoff, parse_duration_ms
 
 MAX_RETRIES = 1000
@@ -35,6 +35,17 @@ class StateOptions:
     retry_on: tuple[str, ...] | None
     timeout_ms: int | None
     always_run: bool
+
+    def spec(self, source: str) -> StateSpec:
+        """The state these options declare, running ``source``."""
+        return StateSpec(
+            id=self.name,
+            source=source,
+            retry=self.retry,
+            retry_on=self.retry_on,
+            timeout_ms=self.timeout_ms,
+            always_run=self.always_run,
+        )
 
 
 class MagicArgumentParser(argparse.ArgumentParser):

@@ -148,14 +148,7 @@ class KernelSession:
 
     def declare(self, options: StateOptions, source: str) -> StateSpec:
         """Declare (or redefine) a state; a cycle is refused, naming its states."""
-        spec = StateSpec(
-            id=options.name,
-            source=source,
-            retry=options.retry,
-            retry_on=options.retry_on,
-            timeout_ms=options.timeout_ms,
-            always_run=options.always_run,
-        )
+        spec = options.spec(source)
         states = {**self.states, spec.id: spec}
         upstream = {**self.upstream, spec.id: options.after}
         known = Plan(
