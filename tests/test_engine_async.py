@@ -60,7 +60,7 @@ def test_async_retry_waits_on_the_event_loop(home: Home) -> None:
     result = asyncio.run(main())
     assert result.phase is RunPhase.COMPLETED
     assert sleeps == []  # the blocking sleep was not used
-    assert len(ticks) >= 10  # the loop kept running during the two 60 ms waits
+    assert len(ticks) >= 5  # the loop kept running during the two 60 ms waits (blocked: ~1)
 
 
 def test_async_interrupt_leaves_the_attempt_open(home: Home) -> None:
