@@ -130,3 +130,25 @@ def test_timeline_hover_gives_each_completed_attempts_snapshot_size(folder: Path
     ]
     assert len(hovers) == 4
     assert all("snapshot" in hover for hover in hovers), hovers
+
+
+def test_show_draws_a_cut_off_state_as_interrupted(tmp_path: Path) -> None:
+    from nbflow import Failpoints, Flow
+
+    with Flow("cut", tmp_path / ".nbflow", failpoints=Failpoints()) as flow:
+        flow.declare("first", lambda ctx: ctx)
+
+        def second(ctx: dict[str, int]) -> dict[str, int]:
+            flow.engine.failpoints.stop_after_body_once = True  # dies before its checkpoint
+            return ctx
+
+        flow.declare("second", second, after=["first"])
+        run_id = flow.run().run_id
+    out = tmp_path / "cut.svg"
+    assert nbflow("show", run_id, "--svg", str(out), cwd=tmp_path).returncode == 0
+    statuses = {
+        element.get("data-state"): element.get("data-status")
+        for element in ElementTree.parse(out).getroot().iter()
+        if "nbflow-state" in (element.get("class") or "").split()
+    }
+    assert statuses == {"first": "completed", "second": "interrupted"}

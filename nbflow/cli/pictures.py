@@ -21,18 +21,8 @@ def run_pictures(home: Home, run_id: str) -> tuple[RenderedSvg, str]:
     started = stream[0].event
     assert isinstance(started, RunStarted)
     plan = read_manifest(home.artifacts, started.manifest_id).plan
-    view, _, _ = live_view(plan, stream)
-    ended = stream[-1].event.kind == "run_completed"
-    if not ended:  # nobody drives it: what was running was cut off
-        view = view.__class__(
-            view.flow_id,
-            tuple(
-                s.__class__(**{**s.__dict__, "status": "interrupted"})
-                if s.status == "running"
-                else s
-                for s in view.states
-            ),
-        )
+    # The command line drives no run: an attempt left open was cut off.
+    view, _, _ = live_view(plan, stream, live=False)
     bars = attempt_bars(stream, lambda sid: snapshot_size(home.artifacts, sid))
     return render_plan_svg(view), render_timeline_svg(run_id, bars)
 

@@ -139,8 +139,8 @@ def run_notebook(
         manifest_id = manifest_id_of(Manifest(flow_id=flow_id, plan=plan, parameters=parameters))
     except NbflowError as exc:
         raise CommandLineError(f"nbflow run: {exc}") from None
-    resume_run, skip_until, previous = None, -1, None
     with Home(folder / HOME_DIRNAME) as home:
+        resume_run, skip_until, previous = None, -1, None
         if not fresh:
             for record in home.events.runs(flow_id=flow_id):
                 if record.status == "running" and record.manifest_id == manifest_id:
@@ -152,83 +152,85 @@ def run_notebook(
             skip_until = max(done, default=-1)
             if output.exists():
                 previous = _read(output, as_version=4)
-    progress = Progress(len(notebook.cells), as_json)
-    if resume_run is not None:
-        progress.say(f"resuming run {resume_run[:8]}: cells 1-{skip_until + 1} were done")
-    setup = (
-        "%load_ext nbflow\n"
-        f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
-        f"{json.dumps(parameters)!r}, {resume_run!r})"
-    )
-    client = NotebookClient(
-        notebook, kernel_name="python3", timeout=None, resources={"metadata": {"path": str(folder)}}
-    )
-    status = EXIT_OK
-    # The kernel learns the notebook's name as it would from a Jupyter server.
-    env = {**os.environ, "JPY_SESSION_NAME": str(path.resolve())}
-    with client.setup_kernel(cwd=str(folder), env=env):
-        kernel_client: Any = client.kc
-        reply = run_sync(kernel_client.execute_interactive)(
-            setup, timeout=120, output_hook=lambda _msg: None
+        progress = Progress(len(notebook.cells), as_json, home, flow_id, cells)
+        if resume_run is not None:
+            progress.say(f"resuming run {resume_run[:8]}: cells 1-{skip_until + 1} were done")
+        setup = (
+            "%load_ext nbflow\n"
+            f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
+            f"{json.dumps(parameters)!r}, {resume_run!r})"
         )
-        if reply["content"]["status"] != "ok":
-            content = reply["content"]
-            raise CommandLineError(
-                "nbflow run: the kernel could not start the run: "
-                f"{content.get('ename')}: {content.get('evalue')}"
+        client = NotebookClient(
+            notebook,
+            kernel_name="python3",
+            timeout=None,
+            resources={"metadata": {"path": str(folder)}},
+        )
+        status = EXIT_OK
+        # The kernel learns the notebook's name as it would from a Jupyter server.
+        env = {**os.environ, "JPY_SESSION_NAME": str(path.resolve())}
+        with client.setup_kernel(cwd=str(folder), env=env):
+            kernel_client: Any = client.kc
+            reply = run_sync(kernel_client.execute_interactive)(
+                setup, timeout=120, output_hook=lambda _msg: None
             )
-        for index, cell in enumerate(notebook.cells):
-            if index <= skip_until:
-                if previous is not None and index < len(previous.cells):
-                    cell.outputs = previous.cells[index].get("outputs", [])
-                progress.cell(index, cell, "skipped (done before)", 0.0)
-                continue
-            started = time.monotonic()
-            try:
-                client.execute_cell(cell, index)
-            except CellExecutionError as exc:
-                progress.cell(index, cell, "failed", time.monotonic() - started)
-                status = EXIT_INTERRUPTED if "interrupted" in str(exc) else EXIT_FAILED
-                break
-            except KeyboardInterrupt:
-                progress.cell(index, cell, "interrupted", time.monotonic() - started)
-                status = EXIT_INTERRUPTED
-                break
-            finally:
-                _write(notebook, output)
-            outcome = progress.state_outcome(folder, cell)
-            progress.cell(index, cell, outcome, time.monotonic() - started)
-    _write(notebook, output)
-    progress.summary(folder, flow_id, status, output)
-    return status
+            if reply["content"]["status"] != "ok":
+                content = reply["content"]
+                raise CommandLineError(
+                    "nbflow run: the kernel could not start the run: "
+                    f"{content.get('ename')}: {content.get('evalue')}"
+                )
+            for index, cell in enumerate(notebook.cells):
+                if index <= skip_until:
+                    if previous is not None and index < len(previous.cells):
+                        cell.outputs = previous.cells[index].get("outputs", [])
+                    progress.cell(index, cell, "skipped (done before)", 0.0)
+                    continue
+                started = time.monotonic()
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as exc:
+                    progress.cell(index, cell, "failed", time.monotonic() - started)
+                    status = EXIT_INTERRUPTED if "interrupted" in str(exc) else EXIT_FAILED
+                    break
+                except KeyboardInterrupt:
+                    progress.cell(index, cell, "interrupted", time.monotonic() - started)
+                    status = EXIT_INTERRUPTED
+                    break
+                finally:
+                    _write(notebook, output)
+                progress.cell(
+                    index, cell, progress.state_outcome(index), time.monotonic() - started
+                )
+        _write(notebook, output)
+        progress.summary(status, output)
+        return status
 
 
 class Progress:
     """Lines on stderr while the notebook runs; a summary at the end."""
 
-    def __init__(self, total: int, as_json: bool) -> None:
+    def __init__(
+        self, total: int, as_json: bool, home: Home, flow_id: str, cells: list[StateCell]
+    ) -> None:
         self.total = total
         self.as_json = as_json
         self.started = time.monotonic()
+        self._home = home
+        self._flow_id = flow_id
+        self._state_at = {c.index: c.spec.id for c in cells}
 
-    def state_outcome(self, folder: Path, cell: Any) -> str:
-        """``done``, or for a state cell its last attempt from the run's log."""
-        first = (cell.source.splitlines() or [""])[0]
-        if not first.startswith("%%state"):
+    def state_outcome(self, index: int) -> str:
+        """``done``, or for a state cell its last attempt in this notebook's newest run."""
+        name = self._state_at.get(index)
+        record = next(iter(self._home.events.runs(flow_id=self._flow_id, limit=1)), None)
+        if name is None or record is None:
             return "done"
-        try:
-            name = state_options(first[len("%%state") :].strip()).name
-        except UsageError:
-            return "done"
-        with Home(folder / HOME_DIRNAME) as home:
-            record = next(iter(home.events.runs(limit=1)), None)
-            if record is None:
-                return "done"
-            attempts = [
-                e.event.attempt
-                for e in home.events.read_range(record.run_id)
-                if isinstance(e.event, StateEntered) and e.event.state_id == name
-            ]
+        attempts = [
+            e.event.attempt
+            for e in self._home.events.read_range(record.run_id)
+            if isinstance(e.event, StateEntered) and e.event.state_id == name
+        ]
         return f"done, attempt {attempts[-1]}" if attempts else "done"
 
     def say(self, text: str) -> None:
@@ -244,8 +246,7 @@ class Progress:
             file=sys.stderr,
         )
 
-    def summary(self, folder: Path, flow_id: str, status: int, output: Path) -> None:
+    def summary(self, status: int, output: Path) -> None:
         from nbflow.cli.commands import show_summary
 
-        with Home(folder / HOME_DIRNAME) as home:
-            show_summary(home, flow_id, status, output, self.as_json)
+        show_summary(self._home, self._flow_id, status, output, self.as_json)

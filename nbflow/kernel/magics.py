@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -10,8 +9,6 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbflow import maintenance
 from nbflow.kernel.arguments import (
-    FLOW_USAGE,
-    STATE_PARSER,
     HelpShown,
     flow_command,
     state_options,
@@ -120,12 +117,9 @@ class NbflowMagics(Magics):
         except HelpShown:
             return
         if command in ASYNC_COMMANDS:
-            _ = asyncio  # state code needs the cell to be a coroutine: see transform.py
+            # State code needs its cell to be a coroutine, which only the rewrite of a
+            # top-level line provides (see transform.py).
             raise UsageError(
                 f"%flow {command} must stand on its own line at the top level of a cell"
             )
         run_sync_command(self.session, command, args)
-
-
-STATE_USAGE = STATE_PARSER.format_usage()
-__all__ = ["FLOW_USAGE", "STATE_USAGE", "Handle", "NbflowMagics"]

@@ -191,9 +191,12 @@ def banner_view(events: EventStore, flow_id: str, states_total: int) -> BannerVi
     )
 
 
-def live_view(plan: Plan, stream: list[EventEnvelope]) -> tuple[PlanView, int, str | None]:
-    """The plan of the run executing now: its view, states done, and the current state."""
-    outcomes = state_outcomes(stream, live=True)
+def live_view(
+    plan: Plan, stream: list[EventEnvelope], *, live: bool = True
+) -> tuple[PlanView, int, str | None]:
+    """A run's plan: its view, states done, and the current state. ``live``: the run is
+    being driven now (otherwise an attempt left open was cut off: ``interrupted``)."""
+    outcomes = state_outcomes(stream, live=live)
     done = sum(isinstance(e.event, StateCompleted) for e in stream)
     current = next(
         (s for s, o in reversed(outcomes.items()) if o.status in ("running", "retrying")), None
