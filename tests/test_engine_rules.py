@@ -775,14 +775,23 @@ DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 
 
 def design_codes() -> set[str]:
+    """The error codes §3 names: a backticked name right after "(", "with " or "→ "
+    (option names such as the run's `skip_tags` are not codes)."""
     text = DESIGN.read_text()
     section = text.split("## 3. Engine semantics", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"`([a-z]+(?:_[a-z]+)+)`", section))
+    section = re.sub(r"\s+", " ", section)
+    return set(re.findall(r"(?:\(|with |→ |, )`([a-z]+(?:_[a-z]+)+)`", section))
+
+
+NOT_BUILT_YET = {"fact_missing": "issue 11 (replay)", "branch_conflict": "issue 12 (fan-out)"}
+"""Codes of §3 whose capabilities are not built yet; an entry must go once a test
+produces its code."""
 
 
 @pytest.mark.skipif(not DESIGN.exists(), reason="DESIGN.md is not beside the checkout")
 def test_every_error_code_of_design_section_3_is_produced_by_a_test() -> None:
     codes = design_codes()
-    assert len(codes) >= 11, codes  # the section lists eleven codes today
-    missing = sorted(codes - PRODUCED.keys())
+    assert len(codes) >= 13, codes  # the section lists thirteen codes today
+    assert not NOT_BUILT_YET.keys() & PRODUCED.keys(), "built: remove it from NOT_BUILT_YET"
+    missing = sorted(codes - PRODUCED.keys() - NOT_BUILT_YET.keys())
     assert not missing, f"no test produces {missing}"
