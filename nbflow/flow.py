@@ -28,6 +28,7 @@ from nbflow.engine import (
 from nbflow.errors import NbflowError, StorageError
 from nbflow.model.config import RetryPolicy, RunConfig
 from nbflow.model.manifest import Manifest
+from nbflow.model.parameters import encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.options import parse_backoff, parse_duration_ms
 from nbflow.store import HOME_DIRNAME, Home, RunRecord
@@ -135,7 +136,7 @@ class Flow:
         return Manifest(
             flow_id=self.name,
             plan=self.plan,
-            parameters=dict(parameters or {}),
+            parameters=encode_parameters(parameters or {}),
             run_config=self.run_config,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 
 STATE_LOG = "states.log"
 
@@ -135,3 +137,96 @@ def test_exit_codes_and_json_summary(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2
+
+
+def parameter_notebook(folder: Path) -> Path:
+    seen = "open('seen.log', 'a').write(repr((lr, n, name, grid, type(lr).__name__)) + '\\n')"
+    cells = [
+        code_cell("lr, n, name, grid = 1.0, 1, 'x', []", metadata={"tags": ["parameters"]}),
+        code_cell(f"%%state first\n{seen}\nw = lr * 10"),
+        code_cell(
+            f"%%state second --after first\n{seen}\n"
+            "import os, time\nwhile os.path.exists('hold'):\n    time.sleep(0.05)"
+        ),
+        code_cell("print('w', w)"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
+    path = folder / "params.ipynb"
+    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+    return path
+
+
+def no_json_float(data: bytes) -> None:
+    def refuse(text: str) -> float:
+        raise AssertionError(f"a JSON float {text} in the manifest")
+
+    json.loads(data, parse_float=refuse)
+
+
+def test_parameters_keep_their_type_in_the_notebook_the_manifest_and_a_resume(
+    tmp_path: Path,
+) -> None:
+    from nbflow.store import Home
+
+    path = parameter_notebook(tmp_path)
+    command = nbflow_command(
+        "run", str(path), "-p", "lr=0.01", "-p", "n=3", "-p", "name=abc",
+        "-p", "grid=[1, 2.5]",
+    )  # fmt: skip
+    (tmp_path / "hold").touch()
+    cli = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.DEVNULL)
+    seen = tmp_path / "seen.log"
+    deadline = time.monotonic() + 120
+    try:
+        while not (seen.exists() and len(seen.read_text().splitlines()) >= 2):
+            assert time.monotonic() < deadline, "the second state never started"
+            assert cli.poll() is None
+            time.sleep(0.05)
+    finally:
+        for pid in [*descendants(cli.pid), cli.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        cli.wait(timeout=30)
+    (tmp_path / "hold").unlink()
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resuming run" in again.stderr
+    expected = repr((0.01, 3, "abc", [1, 2.5], "float"))
+    assert seen.read_text().splitlines() == [expected] * 3  # first, second, second resumed
+    assert "w 0.1" in outputs(tmp_path / "params.output.ipynb")[4]
+    with Home(tmp_path / ".nbflow") as home:
+        (record,) = home.events.runs()
+        assert record.manifest_id is not None
+        manifest = home.artifacts.get(record.manifest_id)
+    no_json_float(manifest)
+    assert b'"lr":{"$float":"0.01"}' in manifest
+
+    papermill = subprocess.run(
+        nbflow_command("run", str(path), "-p", "lr", "0.01", "--fresh"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert papermill.returncode == 0, papermill.stderr
+    assert seen.read_text().splitlines()[-1] == repr((0.01, 1, "x", [], "float"))
+
+
+def test_parameter_parsing_keeps_literal_types_and_refuses_what_cannot_be_stored() -> None:
+    from nbflow.cli.main import CommandLineError, papermill_pairs
+    from nbflow.cli.run import parse_parameters, python_literal
+
+    parsed = parse_parameters(["lr=0.01", "n=3", "name=abc", "grid=[1, 2.5]", "on=True", "z=None"])
+    assert parsed == {"lr": 0.01, "n": 3, "name": "abc", "grid": [1, 2.5], "on": True, "z": None}
+    assert type(parsed["lr"]) is float
+    assert papermill_pairs(["run", "nb.ipynb", "-p", "lr", "0.01", "-p", "n=2"]) == [
+        "run", "nb.ipynb", "-p", "lr=0.01", "-p", "n=2",
+    ]  # fmt: skip
+    assert eval(python_literal(float("inf"))) == float("inf")
+    assert eval(python_literal([float("-inf"), (1,), {"a": 0.5}])) == [
+        float("-inf"),
+        (1,),
+        {"a": 0.5},
+    ]
+    with pytest.raises(CommandLineError, match="set"):
+        parse_parameters(["s={1, 2}"])

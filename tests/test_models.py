@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from nbflow.engine import manifest_id_of, store_manifest
 from nbflow.engine.contract import manifest_bytes
 from nbflow.errors import ManifestError, NbflowError
-from nbflow.hashing import content_id, is_content_id
+from nbflow.hashing import canonical_json, content_id, is_content_id
 from nbflow.model import (
     FORMAT_VERSION,
     AttemptInterrupted,
@@ -42,6 +42,7 @@ from nbflow.model import (
     StateFailed,
     StateSpec,
 )
+from nbflow.model.parameters import decode_parameters, encode_parameters
 from nbflow.options import OptionError, parse_backoff, parse_duration_ms
 from nbflow.store import Home
 
@@ -564,3 +565,56 @@ def test_manifest_with_a_secret_is_refused_without_echoing_it(tmp_path: Path) ->
         assert "hunter22-horse" not in str(caught.value)
         assert "hunter22-horse" not in json.dumps(caught.value.details)
         assert list(home.artifacts.ids()) == []
+
+
+# -- Parameters: floats kept exactly as tagged text ------------------------------------------
+
+_PARAMETER_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), _PARAMETER_VALUES, max_size=5))
+def test_parameters_round_trip_exactly_through_canonical_json(values: dict[str, Any]) -> None:
+    encoded = encode_parameters(values)
+    data = canonical_json(encoded)  # refuses any float: none is left
+    decoded = decode_parameters(json.loads(data))
+    assert same(decoded, values)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with nan equal to nan and 0.0 not -0.0, and types kept."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def test_a_user_dict_shaped_like_a_tag_is_not_mistaken_for_one() -> None:
+    values = {"p": {"$float": "0.5"}, "q": {"$dict": 1, "x": 2}}
+    assert decode_parameters(json.loads(canonical_json(encode_parameters(values)))) == values
+
+
+def test_flow_parameters_may_be_floats(tmp_path: Path) -> None:
+    from nbflow import Flow
+
+    with Flow("f", home=tmp_path / ".nbflow") as flow:
+        flow.declare("a", lambda ctx: ctx)
+        result = flow.run(parameters={"lr": 0.01})
+        assert result.phase.value == "completed"
+        manifest = flow.manifest({"lr": 0.01})
+        assert decode_parameters(manifest.parameters) == {"lr": 0.01}
+
+
+def test_what_cannot_be_a_parameter_is_refused_by_name() -> None:
+    with pytest.raises(ManifestError) as caught:
+        encode_parameters({"when": {"at": object()}})
+    assert caught.value.code == "parameter_not_supported"
+    assert caught.value.name == "when.at"

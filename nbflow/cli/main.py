@@ -43,7 +43,8 @@ def _parser() -> _Parser:
             action="append",
             default=[],
             metavar="NAME=VALUE",
-            help="set a parameter (injected after the cell tagged 'parameters')",
+            help="set a parameter, as NAME=VALUE or NAME VALUE; VALUE keeps the type of its "
+            "literal (0.01 is a float); injected after the cell tagged 'parameters'",
         )
         sub.add_argument(
             "--output", type=Path, help="executed notebook (default: NAME.output.ipynb)"
@@ -86,10 +87,32 @@ def _existing_home(path: Path) -> Home:
     return Home(candidate)
 
 
+def papermill_pairs(argv: list[str]) -> list[str]:
+    """``-p NAME VALUE`` (papermill's form) rewritten as ``-p NAME=VALUE``."""
+    rewritten: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        following = argv[index + 1 : index + 3]
+        if (
+            word in ("-p", "--parameter")
+            and len(following) == 2
+            and following[0].isidentifier()
+            and "=" not in following[0]
+        ):
+            rewritten += [word, f"{following[0]}={following[1]}"]
+            index += 3
+            continue
+        rewritten.append(word)
+        index += 1
+    return rewritten
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
-        args = _parser().parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = _parser().parse_args(papermill_pairs(words))
         return _dispatch(args)
     except CommandLineError as exc:
         print(exc, file=sys.stderr)

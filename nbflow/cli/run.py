@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from nbflow.errors import NbflowError
 from nbflow.kernel.arguments import state_options
 from nbflow.model.events import StateEntered
 from nbflow.model.manifest import Manifest
+from nbflow.model.parameters import encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.store import HOME_DIRNAME, Home
 
@@ -57,27 +59,46 @@ def _write(notebook: Any, path: Path) -> None:
 
 
 def parse_parameters(pairs: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` pairs; VALUE is a Python or JSON literal, or else a string."""
+    """``NAME=VALUE`` pairs. VALUE keeps the type of its Python literal (``0.01`` is a
+    float, ``[1, 2.5]`` a list); text that is no literal is a string."""
     parameters: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name.isidentifier():
-            raise CommandLineError(f"nbflow run: -p wants NAME=VALUE, not {pair!r}")
+            raise CommandLineError(f"nbflow run: -p wants NAME=VALUE or NAME VALUE, not {pair!r}")
         try:
             value: Any = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             value = text
-        if isinstance(value, float):
-            value = text  # manifests are canonical JSON: no floats; kept as written
         parameters[name] = value
+    try:
+        encode_parameters(parameters)
+    except NbflowError as exc:
+        raise CommandLineError(f"nbflow run: {exc.message} ({exc.hint})") from None
     return parameters
+
+
+def python_literal(value: Any) -> str:
+    """Python source that evaluates to ``value`` (``float('nan')`` where repr is no literal)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({repr(value)!r})"
+    if isinstance(value, list):
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        inner = ", ".join(python_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 def inject_parameters(notebook: Any, parameters: dict[str, Any]) -> None:
     """Insert a cell setting ``parameters`` after the cell tagged ``parameters``."""
     if not parameters:
         return
-    source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    source = "# Parameters\n" + "".join(
+        f"{k} = {python_literal(v)}\n" for k, v in parameters.items()
+    )
     cell = nbformat.v4.new_code_cell(  # type: ignore[no-untyped-call]
         source, metadata={"tags": ["injected-parameters"]}
     )
@@ -136,7 +157,8 @@ def run_notebook(
     plan = notebook_plan(flow_id, cells)
     output = output or path.with_name(path.stem + ".output.ipynb")
     try:
-        manifest_id = manifest_id_of(Manifest(flow_id=flow_id, plan=plan, parameters=parameters))
+        encoded = encode_parameters(parameters)
+        manifest_id = manifest_id_of(Manifest(flow_id=flow_id, plan=plan, parameters=encoded))
     except NbflowError as exc:
         raise CommandLineError(f"nbflow run: {exc}") from None
     with Home(folder / HOME_DIRNAME) as home:
@@ -158,7 +180,7 @@ def run_notebook(
         setup = (
             "%load_ext nbflow\n"
             f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
-            f"{json.dumps(parameters)!r}, {resume_run!r})"
+            f"{json.dumps(encoded)!r}, {resume_run!r})"
         )
         client = NotebookClient(
             notebook,

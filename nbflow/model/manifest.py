@@ -24,6 +24,7 @@ class Manifest(BaseModel):
     flow_id: str = Field(description="The flow (notebook) the run belongs to.")
     plan: Plan
     parameters: dict[str, Any] = Field(
-        default_factory=dict, description="JSON parameters; floats are not allowed."
+        default_factory=dict,
+        description="JSON parameters; floats as tagged text (see nbflow.model.parameters).",
     )
     run_config: RunConfig = Field(default_factory=RunConfig)
