@@ -37,7 +37,7 @@ def manifest_bytes(manifest: Manifest) -> bytes:
             "manifest_not_canonical",
             f"the manifest cannot be hashed canonically: {exc}",
             name=exc.path,
-            hint="build parameters with nbflow.model.parameters.encode_parameters (floats as tagged text)",
+            hint="encode parameters with nbflow.model.parameters.encode_parameters",
         ) from exc
     findings = find_secrets(document)
     if findings:
