@@ -11,6 +11,8 @@ import json
 from typing import Any, Protocol, TypeVar
 
 from nbflow.errors import ContextError
+from nbflow.hashing.redact import KnownSecrets
+from nbflow.hashing.secrets import find_secrets
 from nbflow.store.artifacts import ArtifactStore
 
 C = TypeVar("C")
@@ -31,14 +33,16 @@ class ContextCodec(Protocol[C]):
 class JsonContextCodec:
     """Contexts that are JSON documents, stored as one artifact each.
 
-    Equal documents give equal ids, so a state that changes nothing writes nothing.
+    Equal documents give equal ids, so a state that changes nothing writes nothing. A
+    context that holds a secret is refused (``secrets_detected``) and nothing is written.
     """
 
-    def __init__(self, artifacts: ArtifactStore) -> None:
+    def __init__(self, artifacts: ArtifactStore, secrets: KnownSecrets | None = None) -> None:
         self._artifacts = artifacts
+        self._secrets = secrets if secrets is not None else KnownSecrets()
 
     def capture(self, context: Any) -> str:
-        """Store ``context`` as sorted, compact JSON."""
+        """Store ``context`` as sorted, compact JSON, after checking it for secrets."""
         try:
             data = json.dumps(
                 context, sort_keys=True, separators=(",", ":"), ensure_ascii=False
@@ -49,6 +53,17 @@ class JsonContextCodec:
                 f"the context is not a JSON document: {exc}",
                 hint="return only dicts, lists, strings, numbers, booleans and None from a state",
             ) from exc
+        text = data.decode("utf-8")
+        findings = [f"{f.kind} at {f.where}" for f in find_secrets(context)]
+        findings += [f"the value of {source}" for source in self._secrets.find(text)]
+        if findings:
+            raise ContextError(
+                "secrets_detected",
+                f"the context would persist secrets: {'; '.join(findings)}; nothing was written",
+                hint="keep credentials out of the context: read them from the environment "
+                "inside the state that needs them",
+                details={"findings": findings},
+            )
         return self._artifacts.put(data)
 
     def restore(self, snapshot_id: str) -> Any:

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 
 from nbflow.errors import ManifestError, PlanError, StorageError
 from nbflow.hashing.canonical import FloatNotAllowed, NotJsonValue, canonical_json
+from nbflow.hashing.code_secrets import find_secrets_in_code
 from nbflow.hashing.ids import content_id
-from nbflow.hashing.secrets import find_secrets
+from nbflow.hashing.secrets import SecretFinding, find_secrets
 from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Plan
@@ -39,7 +40,7 @@ def manifest_bytes(manifest: Manifest) -> bytes:
             name=exc.path,
             hint="encode parameters with nbflow.model.parameters.encode_parameters",
         ) from exc
-    findings = find_secrets(document)
+    findings = manifest_secrets(document)
     if findings:
         raise ManifestError(
             "secrets_detected",
@@ -50,6 +51,19 @@ def manifest_bytes(manifest: Manifest) -> bytes:
             details={"findings": [{"kind": f.kind, "where": f.where} for f in findings]},
         )
     return data
+
+
+def manifest_secrets(document: dict[str, Any]) -> list[SecretFinding]:
+    """Suspected secrets in a manifest: state code read as code, everything else as data."""
+    findings: list[SecretFinding] = []
+    states = document.get("plan", {}).get("states", ())
+    for index, state in enumerate(states):
+        findings += find_secrets_in_code(state["source"], f"$.plan.states[{index}].source")
+    without_code = {
+        **document,
+        "plan": {**document["plan"], "states": [{**s, "source": ""} for s in states]},
+    }
+    return findings + find_secrets(without_code)
 
 
 def manifest_id_of(manifest: Manifest) -> str:

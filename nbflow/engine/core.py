@@ -31,8 +31,10 @@ from nbflow.engine.history import RunHistory, read_history
 from nbflow.engine.logs import RunLogger
 from nbflow.engine.plan import topological_order
 from nbflow.engine.results import Body, BodyResolver, RunPhase, RunResult, StartRequest
+from nbflow.engine.secret_guard import Reporter, SecretGuard
 from nbflow.engine.writer import RunWriter
 from nbflow.errors import HistoryError, NbflowError, StorageError
+from nbflow.hashing.redact import KnownSecrets, Redaction
 from nbflow.model.config import RetryPolicy
 from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
@@ -118,6 +120,7 @@ class Engine(Generic[C]):
         *,
         failpoints: Failpoints | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        secrets: KnownSecrets | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.events = events
@@ -126,6 +129,11 @@ class Engine(Generic[C]):
         self.failpoints = failpoints or Failpoints()
         self._sleep = sleep
         self.listeners: list[Listener] = []
+        self.secrets = secrets if secrets is not None else KnownSecrets()
+        """Secret values in this process; nothing of them is written (DESIGN §4)."""
+        self.redaction_listeners: list[Reporter] = []
+        """Told what was withheld from an event, so the user hears it once."""
+        self._guard = SecretGuard(self.secrets, self._redacted)
 
     # -- public operations ----------------------------------------------------------------
 
@@ -359,7 +367,7 @@ class Engine(Generic[C]):
         def record_fact(key: str, value: object) -> None:
             writer.append(FactRecorded(key=key, value=value))
 
-        scope = FactScope(facts, record_fact)
+        scope = FactScope(facts, record_fact, self.secrets)
         found_start = start is None
         for spec in order:
             if spec.id in completed:
@@ -462,7 +470,11 @@ class Engine(Generic[C]):
         return error
 
     def _writer(self, run_id: str, head_seq: int) -> RunWriter:
-        return RunWriter(self.events, run_id, head_seq, self.listeners)
+        return RunWriter(self.events, run_id, head_seq, self.listeners, self._guard)
+
+    def _redacted(self, where: str, done: list[Redaction]) -> None:
+        for listener in self.redaction_listeners:
+            listener(where, done)
 
 
 def advance(

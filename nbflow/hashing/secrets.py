@@ -66,7 +66,7 @@ are not."""
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NAME_SPLIT = re.compile(r"[^a-z0-9]+")
 
-_TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "private key block",
         re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
@@ -86,19 +86,24 @@ _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 
-_ASSIGNED_LITERAL = re.compile(
-    r"""(?ix)
+_END_OF_LITERAL = r"(?=[ \t]*(?:$|[,)\]};#]))"
+"""A literal counts only where it ends the expression: ``"x" + token`` is computed."""
+ASSIGNED_LITERAL = re.compile(
+    r"""(?imx)
+    (?<![\w?&])                            # not inside a word, not a URL query name
     (?P<name>[a-z_][a-z0-9_]*)            # the name assigned to
-    \s*(?::\s*[a-z_][a-z0-9_\[\], ]*)?    # an optional annotation
-    \s*(?:=|:)\s*                          # assignment, or a dict/keyword colon
+    [ \t]*(?::[ \t]*(?P<annotation>[a-z_][a-z0-9_.\[\], |]*?))?  # an optional annotation
+    [ \t]*(?:=|:)[ \t]*                    # assignment, or a dict/keyword colon
     [rbuf]*(?P<quote>['"])(?P<value>[^'"\n]{4,})(?P=quote)
     """
+    + _END_OF_LITERAL
 )
-_QUOTED_KEY_LITERAL = re.compile(
-    r"""(?ix)
-    (?P<q1>['"])(?P<name>[a-z_][a-z0-9_.-]*)(?P=q1)\s*(?::|\]\s*=)\s*
+QUOTED_KEY_LITERAL = re.compile(
+    r"""(?imx)
+    (?P<q1>['"])(?P<name>[a-z_][a-z0-9_.-]*)(?P=q1)[ \t]*(?::|\][ \t]*=)[ \t]*
     [rbuf]*(?P<quote>['"])(?P<value>[^'"\n]{4,})(?P=quote)
     """
+    + _END_OF_LITERAL
 )
 
 
@@ -110,13 +115,28 @@ class SecretFinding:
     where: str
 
 
+_REFERENCE_WORDS = frozenset(
+    """
+    name names id ids arn path paths file files filename env var variable url uri endpoint
+    field fields column columns col cols type length len prompt label header policy regex
+    pattern dir folder location scope scopes count expiry ttl version format prefix suffix
+    size hash mode manager store vault rotation required enabled reset
+    """.split()  # noqa: SIM905 - a list of words reads better as words
+)
+"""A last part that makes a credential-like name *refer* to a credential rather than hold
+one: ``secret_name``, ``credentials_path``, ``token_url``, ``password_field``."""
+
+
 def looks_like_credential_name(name: str) -> bool:
     """Whether a variable or key called ``name`` probably holds a credential.
 
     ``api_token``, ``DB_PASSWORD``, ``apiKey`` and ``aws_secret_key`` do; ``tokens``,
-    ``tokenizer``, ``token_ids``, ``key``, ``sort_key`` and ``rng_key`` do not.
+    ``tokenizer``, ``token_ids``, ``max_tokens``, ``key_columns``, ``sort_key``,
+    ``rng_key``, ``secret_name`` and ``credentials_path`` do not.
     """
     parts = [p for p in _NAME_SPLIT.split(_CAMEL.sub("_", name).lower()) if p]
+    if len(parts) >= 2 and parts[-1] in _REFERENCE_WORDS:
+        return False
     if any(part in CREDENTIAL_WORDS for part in parts):
         return True
     if "apikey" in "".join(parts):
@@ -128,31 +148,45 @@ def looks_like_credential_name(name: str) -> bool:
     return len(parts) >= 2 and parts[-1] in ("key", "keys") and parts[-2] in _KEY_OWNERS
 
 
+def find_token_formats(text: str, where: str = "text") -> list[SecretFinding]:
+    """Known token formats in ``text`` (private keys, cloud and API tokens), anywhere."""
+    return [SecretFinding(kind, where) for kind, pattern in TOKEN_PATTERNS if pattern.search(text)]
+
+
 def find_secrets_in_text(text: str, where: str = "text") -> list[SecretFinding]:
-    """Suspected secrets in ``text``: token formats and literals assigned to credential names."""
-    findings: list[SecretFinding] = []
-    for kind, pattern in _TOKEN_PATTERNS:
-        if pattern.search(text):
-            findings.append(SecretFinding(kind, where))
-    for pattern in (_ASSIGNED_LITERAL, _QUOTED_KEY_LITERAL):
+    """Suspected secrets in ``text``: token formats and literals assigned to credential names.
+
+    For Python source, :func:`nbflow.hashing.code_secrets.find_secrets_in_code` reads the
+    code itself and is more precise.
+    """
+    findings = find_token_formats(text, where)
+    for pattern in (ASSIGNED_LITERAL, QUOTED_KEY_LITERAL):
         for match in pattern.finditer(text):
-            name = match.group("name")
             value = match.group("value")
-            if looks_like_credential_name(name) and not _is_placeholder(value):
-                findings.append(SecretFinding(f"string literal assigned to {name!r}", where))
+            names = [match.group("name")]
+            if "annotation" in pattern.groupindex and match.group("annotation"):
+                names.append(match.group("annotation").strip())
+            for name in names:
+                if looks_like_credential_name(name) and not is_placeholder(value):
+                    findings.append(SecretFinding(f"string literal assigned to {name!r}", where))
+                    break
     return findings
 
 
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 _PLACEHOLDER_WORDS = ("your", "changeme", "change_me", "replace", "placeholder", "todo", "dummy")
 
 
-def _is_placeholder(value: str) -> bool:
+def is_placeholder(value: str) -> bool:
+    """Whether a credential-like literal is a placeholder (``"<your key>"``, ``"xxxx"``)."""
     stripped = value.strip()
     lowered = stripped.lower()
     if stripped.startswith(("$", "{", "<", "%")) or "..." in stripped:
         return True
     if len(set(lowered)) == 1:  # "xxxxxxxx", "********"
         return True
+    if _ENV_NAME.fullmatch(stripped) or looks_like_credential_name(stripped):
+        return True  # "OPENAI_API_KEY", "password": the name of a credential, not one
     return lowered in {"none", "null"} or any(word in lowered for word in _PLACEHOLDER_WORDS)
 
 
@@ -173,7 +207,7 @@ def find_secrets(value: Any, where: str = "$") -> list[SecretFinding]:
                 and isinstance(item, str)
                 and item.strip()
                 and looks_like_credential_name(key)
-                and not _is_placeholder(item)
+                and not is_placeholder(item)
             ):
                 findings.append(SecretFinding(f"value of credential-like key {key!r}", path))
             findings.extend(find_secrets(item, path))

@@ -22,6 +22,7 @@ from nbflow.engine.history import RunHistory
 from nbflow.engine.results import RunPhase, RunResult
 from nbflow.errors import NbflowError
 from nbflow.hashing.ids import is_content_id
+from nbflow.hashing.redact import KnownSecrets, Redaction
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
@@ -101,11 +102,20 @@ class KernelSession:
         self.presenter = presenter
         self.location = location or locate(shell.user_ns, os.environ, Path.cwd())
         self.home = self._open_home()
-        self.snapshots = NamespaceCodec(self.home.artifacts)
+        self.secrets = KnownSecrets()
+        """Secret values of this kernel: credential-like environment variables and the
+        values of withheld variables. Nothing nbflow writes holds one."""
+        self.snapshots = NamespaceCodec(self.home.artifacts, secrets=self.secrets)
         self.engine: Engine[dict[str, Any]] = Engine(
-            self.home.artifacts, self.home.events, KernelCodec(self), self._body_of
+            self.home.artifacts,
+            self.home.events,
+            KernelCodec(self),
+            self._body_of,
+            secrets=self.secrets,
         )
         self.engine.listeners.append(self._on_event)
+        self.engine.redaction_listeners.append(self._on_redacted)
+        self._redactions_told: set[tuple[str, ...]] = set()
         self.mode = "run"
         self.states: dict[str, StateSpec] = {}
         self.upstream: dict[str, tuple[str, ...]] = {}
@@ -490,6 +500,17 @@ class KernelSession:
             return self.shell.user_ns
 
         return body  # type: ignore[return-value]  # the async driver awaits it
+
+    def _on_redacted(self, where: str, done: list[Redaction]) -> None:
+        """Say once per kind of secret what was withheld from the history, and why."""
+        kinds = tuple(sorted(r.kind for r in done))
+        if kinds in self._redactions_told:
+            return
+        self._redactions_told.add(kinds)
+        self.presenter.message(
+            f"nbflow: withheld from {where} before saving it: {', '.join(kinds)} "
+            "(secrets are never written to .nbflow; what you see above is unchanged)"
+        )
 
     def _on_event(self, envelope: EventEnvelope) -> None:
         event = envelope.event

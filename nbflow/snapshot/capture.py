@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow.hashing.ids import content_id
+from nbflow.hashing.redact import KnownSecrets
 from nbflow.hashing.secrets import find_secrets_in_text
 from nbflow.snapshot.buffers import OUT_OF_BAND_MIN, BufferHasher, BufferJob, Fingerprints
 from nbflow.snapshot.document import (
@@ -63,6 +64,7 @@ from nbflow.snapshot.filters import (
     SecretScreen,
     is_ipython_name,
     live_state_reason,
+    secret_strings,
     type_name,
 )
 from nbflow.snapshot.pickling import NamespacePickler
@@ -80,6 +82,8 @@ class CaptureMemory:
     fingerprints: Fingerprints = field(default_factory=Fingerprints)
     clean_segments: frozenset[str] = frozenset()
     """Content ids of slices that passed the secret scan."""
+    clean_generation: int = -1
+    """The generation of the known secrets ``clean_segments`` were checked against."""
     retry_alone: frozenset[str] = frozenset()
     """Names that failed inside the stream last time: tried alone first next time."""
     last_notes: frozenset[VariableNote] = frozenset()
@@ -133,8 +137,15 @@ def home_globals(namespace: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
 class Capture:
     """One capture of one namespace; use :meth:`run` once."""
 
-    def __init__(self, artifacts: ArtifactStore, memory: CaptureMemory, workers: int) -> None:
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        memory: CaptureMemory,
+        workers: int,
+        secrets: KnownSecrets | None = None,
+    ) -> None:
         self._artifacts = artifacts
+        self._secrets = secrets if secrets is not None else KnownSecrets()
         self._memory = memory
         self._workers = workers
         self._entries: dict[str, VariableEntry] = {}
@@ -172,6 +183,7 @@ class Capture:
             hasher.close()
         report = self._report(snapshot_id, document, writer, hasher, started)
         self._memory.clean_segments = frozenset(piece.digest for piece in slices)
+        self._memory.clean_generation = self._secrets.generation
         self._memory.retry_alone = frozenset(self._excluded_in_stream)
         self._memory.last_notes = frozenset(report.notes)
         return snapshot_id, document, report
@@ -188,6 +200,8 @@ class Capture:
             except Exception as exc:  # a value whose inspection fails is not trusted
                 withheld = f"it could not be checked for secrets ({type(exc).__name__})"
             if withheld is not None:
+                for text in secret_strings(value):
+                    self._secrets.add(text, f"the variable {name!r}")
                 self._note(name, value, VariableStatus.WITHHELD, withheld)
             elif isinstance(value, types.ModuleType):
                 self._module(name, value)
@@ -242,14 +256,16 @@ class Capture:
         try:
             pickler.dump(self._candidates[name])
         except Exception as exc:
-            self._exclude(name, VariableStatus.SKIPPED, _failure(exc))
+            self._exclude(name, VariableStatus.SKIPPED, _failure(exc, self._secrets))
             return
-        found = scan_segment(sink.current.getvalue())
+        found = self._scan(sink.current.getvalue())
         if found is not None:
             self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
 
     def _stream(self, hasher: BufferHasher, writer: _Writer) -> list[_Slice]:
         clean = set(self._memory.clean_segments)
+        if self._memory.clean_generation != self._secrets.generation:
+            clean.clear()  # new secrets are known: judge every slice again
         while True:
             sink = _Sink()
             jobs: list[list[BufferJob]] = [[]]
@@ -261,12 +277,12 @@ class Capture:
                 try:
                     pickler.dump(value)
                 except Exception as exc:
-                    self._exclude(name, VariableStatus.SKIPPED, _failure(exc))
+                    self._exclude(name, VariableStatus.SKIPPED, _failure(exc, self._secrets))
                     break
                 data = sink.current.getvalue()
                 digest = content_id(data)
                 if digest not in clean:
-                    found = scan_segment(data)
+                    found = self._scan(data)
                     if found is not None:
                         self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
                         break
@@ -278,6 +294,13 @@ class Capture:
                 slices.append(piece)
             else:
                 return slices
+
+    def _scan(self, data: bytes) -> str | None:
+        """What secret a slice holds: a known value, or one that looks like a secret."""
+        source = self._secrets.occurs_in(data)
+        if source is not None:
+            return f"the value of {source}"
+        return scan_segment(data)
 
     def _exclude(self, name: str, status: VariableStatus, reason: str) -> None:
         self._excluded_in_stream.add(name)
@@ -373,12 +396,12 @@ def _stored_entry(piece: _Slice) -> VariableEntry:
     )
 
 
-def _failure(exc: BaseException) -> str:
+def _failure(exc: BaseException, secrets: KnownSecrets) -> str:
     message = str(exc).splitlines()[0] if str(exc) else ""
     reason = f"it cannot be pickled: {type(exc).__name__}: {message}"[:_REASON_MAX]
     # An error message may quote the value; the reason is written to disk, so it must not
     # carry a secret either.
-    if find_secrets_in_text(reason):
+    if find_secrets_in_text(reason) or secrets.find(reason):
         reason = f"it cannot be pickled: {type(exc).__name__}"
     return f"{reason}; {LIVE_HINT} if it is a connection or a handle"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nbflow.hashing.redact import KnownSecrets
 from nbflow.snapshot.capture import Capture, CaptureMemory, default_workers
 from nbflow.snapshot.document import SnapshotDocument
 from nbflow.snapshot.report import CaptureReport, RestoreReport
@@ -32,8 +33,17 @@ class NamespaceCodec:
     do not let other threads mutate the namespace meanwhile.
     """
 
-    def __init__(self, artifacts: ArtifactStore, *, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        artifacts: ArtifactStore,
+        *,
+        workers: int | None = None,
+        secrets: KnownSecrets | None = None,
+    ) -> None:
         self._artifacts = artifacts
+        self.secrets = secrets if secrets is not None else KnownSecrets()
+        """Secret values: withheld variables' values are added, and no slice holding one
+        is written."""
         self._workers = workers if workers is not None else default_workers()
         self._memory = CaptureMemory()
         self._last_report: CaptureReport | None = None
@@ -46,7 +56,8 @@ class NamespaceCodec:
         values that cannot be pickled are skipped; both are listed in the snapshot with the
         reason and in :attr:`last_report`, and neither stops the capture.
         """
-        snapshot_id, _, report = Capture(self._artifacts, self._memory, self._workers).run(context)
+        capture = Capture(self._artifacts, self._memory, self._workers, self.secrets)
+        snapshot_id, _, report = capture.run(context)
         self._last_report = report
         return snapshot_id
 

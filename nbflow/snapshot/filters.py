@@ -99,6 +99,28 @@ def live_state_reason(value: Any) -> str | None:
     return None
 
 
+def secret_strings(value: Any) -> list[str]:
+    """The secret text a withheld value holds, to be known by value from now on: the value
+    itself if it is text, a secret type's revealed value, or the strings under
+    credential-like keys of a dict (one level)."""
+    if isinstance(value, (str, bytes)):
+        return [value.decode("utf-8", "replace") if isinstance(value, bytes) else value]
+    reveal = getattr(value, "get_secret_value", None)
+    if callable(reveal):
+        try:
+            revealed = reveal()
+        except Exception:
+            return []
+        return [revealed] if isinstance(revealed, str) else []
+    if isinstance(value, dict):
+        return [
+            item
+            for key, item in itertools.islice(value.items(), WALK_BUDGET)
+            if isinstance(key, str) and isinstance(item, str) and looks_like_credential_name(key)
+        ]
+    return []
+
+
 class SecretScreen:
     """Decides which values are withheld. Keeps small caches between captures."""
 
