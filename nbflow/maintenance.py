@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbflow.errors import NbflowError
-from nbflow.model.events import RunCompleted, RunStarted, StateCompleted, StateEntered
 from nbflow.snapshot.document import SnapshotDocument
 from nbflow.store import Home
+from nbflow.store.references import documents_of
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,7 @@ def verify(home: Home, progress: Callable[[int], None] | None = None) -> VerifyR
 
 def referenced(home: Home) -> set[str]:
     """Every artifact some run refers to: manifests, snapshots, and what snapshots hold."""
-    roots: set[str] = set()
-    for record in home.events.runs():
-        for envelope in home.events.read_range(record.run_id):
-            event = envelope.event
-            if isinstance(event, RunStarted):
-                roots |= {event.manifest_id, event.initial_snapshot_id}
-            elif isinstance(event, StateEntered):
-                roots.add(event.base_snapshot_id)
-            elif isinstance(event, StateCompleted):
-                roots.add(event.context_snapshot_id)
-            elif isinstance(event, RunCompleted) and event.final_snapshot_id:
-                roots.add(event.final_snapshot_id)
+    roots = documents_of(home.events)
     keep = set(roots)
     for root in roots:
         data = home.artifacts.raw(root)

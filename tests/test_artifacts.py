@@ -198,7 +198,7 @@ def test_layout_paths(tmp_path: Path) -> None:
 
 def test_wal_is_preallocated_on_open_without_growing_the_database(tmp_path: Path) -> None:
     from nbflow.model import Note
-    from nbflow.store.events import WAL_PREALLOCATE_BYTES
+    from nbflow.store.database import WAL_PREALLOCATE_BYTES
 
     root = tmp_path / ".nbflow"
     for reopen in range(2):  # SQLite deletes the WAL when the last connection closes

@@ -43,6 +43,7 @@ from nbflow.model import (
     StateSpec,
 )
 from nbflow.store import Home
+from nbflow.store.database import row_checksum
 
 F = TypeVar("F", bound=Callable[..., Any])
 PRODUCED: dict[str, str] = {}
@@ -614,16 +615,17 @@ def test_resume_with_every_state_completed_appends_run_completed(home: Home) -> 
 
 
 def tamper(home: Home, run_id: str, seq: int, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite an event as a faulty writer would: contradictory, with a valid checksum."""
     conn = sqlite3.connect(home.layout.database)
-    body = json.loads(
-        conn.execute("SELECT body FROM events WHERE run_id=? AND seq=?", (run_id, seq)).fetchone()[
-            0
-        ]
-    )
+    at_us, text = conn.execute(
+        "SELECT at_us, body FROM events WHERE run_id=? AND seq=?", (run_id, seq)
+    ).fetchone()
+    body = json.loads(text)
     change(body)
+    kind, text = body["event"]["kind"], json.dumps(body)
     conn.execute(
-        "UPDATE events SET body=?, kind=? WHERE run_id=? AND seq=?",
-        (json.dumps(body), body["event"]["kind"], run_id, seq),
+        "UPDATE events SET body=?, kind=?, crc=? WHERE run_id=? AND seq=?",
+        (text, kind, row_checksum(run_id, seq, at_us, kind, text), run_id, seq),
     )
     conn.commit()
     conn.close()

@@ -17,6 +17,7 @@ from nbflow.model import (
     StateEntered,
 )
 from nbflow.store import Home, SqliteEventStore
+from nbflow.store.database import row_checksum
 
 SNAP = "blake3:" + "1" * 64
 
@@ -151,11 +152,20 @@ def test_event_changed_outside_nbflow_is_reported_not_guessed(home: Home) -> Non
     conn = sqlite3.connect(home.layout.database)
     conn.execute("UPDATE events SET body = '{\"garbage\": 1}'")
     conn.commit()
+    with pytest.raises(NbflowError) as caught:
+        home.events.read_range("r")
+    assert caught.value.code == "store_corrupt"  # the row's checksum no longer matches
+    assert "event 1 of run r is damaged" in str(caught.value)
+    # With a matching checksum (a deliberate edit), the body is still refused.
+    run_id, seq, at_us, kind, body = conn.execute(
+        "SELECT run_id, seq, at_us, kind, body FROM events"
+    ).fetchone()
+    conn.execute("UPDATE events SET crc = ?", (row_checksum(run_id, seq, at_us, kind, body),))
+    conn.commit()
     conn.close()
     with pytest.raises(NbflowError) as caught:
         home.events.read_range("r")
     assert caught.value.code == "event_undecodable"
-    assert "r" in str(caught.value)
 
 
 def test_history_survives_reopening(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from nbflow.model.events import (
     Event,
     EventEnvelope,
     FactRecorded,
+    LeaseTakenOver,
     Note,
     RetryScheduled,
     RunCompleted,
@@ -25,6 +26,7 @@ from nbflow.model.events import (
     StateFailed,
     StatesSatisfied,
 )
+from nbflow.model.lease import LeaseOwner
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
 
@@ -40,6 +42,8 @@ __all__ = [
     "FactRecorded",
     "FanOutJoin",
     "FixedBackoff",
+    "LeaseOwner",
+    "LeaseTakenOver",
     "Manifest",
     "Note",
     "Plan",

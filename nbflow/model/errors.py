@@ -20,6 +20,7 @@ class ErrorCategory(str, Enum):
     USER_CODE = "user_code"
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"
+    TRUST = "trust"
 
 
 class ErrorInfo(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nbflow.model.config import FORMAT_VERSION
 from nbflow.model.errors import ErrorInfo
+from nbflow.model.lease import LeaseOwner
 from nbflow.model.plan import StateSpec
 
 
@@ -110,6 +111,14 @@ class StatesSatisfied(_Event):
     replay: list[StateSpec] = Field(default_factory=list)
 
 
+class LeaseTakenOver(_Event):
+    """Domain: the process that drove the run is gone; this one took the run over."""
+
+    kind: Literal["lease_taken_over"] = "lease_taken_over"
+    previous: LeaseOwner
+    reason: str = Field(description="How the previous owner was found gone.")
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -118,7 +127,9 @@ class Note(_Event):
 
 
 KernelEvent = RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted
-DomainEvent = FactRecorded | AttemptInterrupted | RetryScheduled | StatesSatisfied | Note
+DomainEvent = (
+    FactRecorded | AttemptInterrupted | RetryScheduled | StatesSatisfied | LeaseTakenOver | Note
+)
 Event = Annotated[
     RunStarted
     | StateEntered
@@ -129,6 +140,7 @@ Event = Annotated[
     | AttemptInterrupted
     | RetryScheduled
     | StatesSatisfied
+    | LeaseTakenOver
     | Note,
     Field(discriminator="kind"),
 ]

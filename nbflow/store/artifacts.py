@@ -19,12 +19,14 @@ never returned.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hmac
 import mmap
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
 
 from nbflow.errors import ArtifactCorruptError, StorageError
 from nbflow.hashing.ids import (
@@ -35,7 +37,11 @@ from nbflow.hashing.ids import (
     is_content_id,
     new_hasher,
 )
+from nbflow.store import faults
+from nbflow.store.blobs import SqliteBlobs
+from nbflow.store.database import Database
 from nbflow.store.layout import FILE_MODE, HomeLayout, ensure_dir, fsync_dir
+from nbflow.store.signing import SigningKey, SqliteSignatures, UntrustedHistoryError
 
 INLINE_MAX = 16 * 1024
 """Artifacts up to this many bytes are kept in the database rather than as files."""
@@ -44,32 +50,32 @@ _WRITE_CHUNK = 1 << 26  # os.write moves at most ~2 GiB per call on Linux; stay 
 _READ_CHUNK = 1 << 24
 
 
-class InlineBlobs(Protocol):
-    """Where small artifacts are kept: the blob table of the event database."""
-
-    def put_blobs(self, rows: Sequence[tuple[str, bytes]]) -> None: ...
-
-    def get_blob(self, blob_id: str) -> bytes | None: ...
-
-    def has_blob(self, blob_id: str) -> bool: ...
-
-    def blob_size(self, blob_id: str) -> int | None: ...
-
-    def blob_ids(self) -> list[str]: ...
-
-    def delete_blob(self, blob_id: str) -> None: ...
-
-
 class ArtifactStore:
-    """Immutable byte blobs named by their content hash."""
+    """Immutable byte blobs named by their content hash; documents signed by this user."""
 
-    def __init__(self, layout: HomeLayout, inline: InlineBlobs | None = None) -> None:
+    def __init__(
+        self,
+        layout: HomeLayout,
+        inline: SqliteBlobs | None = None,
+        *,
+        database: Database | None = None,
+        signatures: SqliteSignatures | None = None,
+        key: SigningKey | None = None,
+    ) -> None:
         self._layout = layout
         self._inline = inline
+        self._database = database
+        self._signatures = signatures
+        self.key = key
+        """This user's signing key; None for a store that neither signs nor checks."""
         self._batch_depth = 0
         self._deferred_dirs: set[Path] = set()
         self._pending: dict[str, bytes] = {}
+        self._pending_signatures: dict[str, tuple[str, str, str]] = {}
+        self._taken: tuple[list[str], list[str]] = ([], [])
         self._remove_stale_temp_files()
+        if database is not None:
+            database.add_commit_hooks(self._commit_in, self._committed)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -117,23 +123,94 @@ class ArtifactStore:
 
     def flush(self) -> None:
         """Make every write so far durable."""
-        rows = self.prepare_commit()
-        if rows and self._inline is not None:
-            self._inline.put_blobs(rows)
-            self.committed([row[0] for row in rows])
+        if self._database is None:
+            self._sync_deferred_dirs()
+            return
+        if self._pending or self._pending_signatures or self._deferred_dirs:
+            with self._database.transaction(carry=True):
+                pass
 
-    def prepare_commit(self) -> list[tuple[str, bytes]]:
-        """Called by the event store inside its transaction: fsync deferred folders, and
-        return the small artifacts to commit with the events."""
-        folders, self._deferred_dirs = self._deferred_dirs, set()
-        for folder in sorted(folders):
-            fsync_dir(folder)
-        return list(self._pending.items())
+    def _commit_in(self, conn: sqlite3.Connection) -> None:
+        """Inside a carrying transaction: fsync deferred folders, and add the held-back
+        small artifacts and signatures, so they are durable with the events."""
+        self._sync_deferred_dirs()
+        blobs = list(self._pending.items())
+        signatures = list(self._pending_signatures.values())
+        if blobs and self._inline is not None:
+            self._inline.insert_in(conn, blobs)
+        if signatures and self._signatures is not None:
+            self._signatures.insert_in(conn, signatures)
+        self._taken = ([row[0] for row in blobs], [row[0] for row in signatures])
 
-    def committed(self, artifact_ids: list[str]) -> None:
-        """Called by the event store once the small artifacts it took are durable."""
-        for artifact_id in artifact_ids:
+    def _committed(self) -> None:
+        blob_ids, signed_ids = self._taken
+        for artifact_id in blob_ids:
             self._pending.pop(artifact_id, None)
+        for artifact_id in signed_ids:
+            self._pending_signatures.pop(artifact_id, None)
+        self._taken = ([], [])
+
+    def _sync_deferred_dirs(self) -> None:
+        folders, self._deferred_dirs = self._deferred_dirs, set()
+        try:
+            for folder in sorted(folders):
+                faults.hit("artifact.dirsync")
+                fsync_dir(folder)
+        except OSError as exc:
+            self._deferred_dirs |= folders
+            raise StorageError(
+                "artifact_write_failed",
+                f"could not make new artifacts durable in {self._layout.objects}: "
+                f"{exc.strerror or exc}",
+                name=str(self._layout.objects),
+                hint="check the disk; everything saved before is intact",
+            ) from exc
+
+    # -- signatures ----------------------------------------------------------------------
+
+    def sign(self, artifact_id: str) -> None:
+        """Sign the document ``artifact_id`` with this user's key (durable with the next
+        event, inside a batch)."""
+        if self.key is None or self._signatures is None:
+            return
+        row = (artifact_id, self.key.key_id, self.key.mac(artifact_id))
+        if self._batch_depth:
+            self._pending_signatures[artifact_id] = row
+        else:
+            self._signatures.put([row])
+
+    def put_signed(self, data: bytes | memoryview) -> str:
+        """:meth:`put` a document and sign it."""
+        artifact_id = self.put(data)
+        self.sign(artifact_id)
+        return artifact_id
+
+    def is_signed(self, artifact_id: str) -> bool:
+        """Whether ``artifact_id`` carries a valid signature under this user's key."""
+        if self.key is None or self._signatures is None:
+            return True  # a store without keys (tests of lower layers) trusts itself
+        if artifact_id in self._pending_signatures:
+            return True
+        stored = self._signatures.mac(artifact_id, self.key.key_id)
+        return stored is not None and hmac.compare_digest(stored, self.key.mac(artifact_id))
+
+    def require_signed(self, artifact_id: str, what: str) -> None:
+        """Refuse (``untrusted_history``) unless ``artifact_id`` is signed by this user."""
+        if self.is_signed(artifact_id):
+            return
+        folder = self._layout.root
+        notebook_folder = folder.parent
+        key = self.key.path if self.key is not None else "your key"
+        raise UntrustedHistoryError(
+            "untrusted_history",
+            f"the history in {folder} was not made by you: {what} {artifact_id} is not "
+            f"signed with your key ({key}); nothing of it was loaded or run",
+            name=str(folder),
+            hint="if you trust whoever made it, run `%flow trust` in the notebook or "
+            f"`nbflow trust {notebook_folder}`: it checks every artifact, then adopts the "
+            "history",
+            details={"artifact": artifact_id, "folder": str(folder)},
+        )
 
     def _store(self, artifact_id: str, buffers: Iterable[bytes | memoryview], size: int) -> None:
         if self._inline is not None and size <= INLINE_MAX:
@@ -143,9 +220,11 @@ class ArtifactStore:
             else:
                 self._inline.put_blobs([(artifact_id, data)])
             return
-        self._write_file(artifact_id, buffers)
+        self._write_file(artifact_id, buffers, size)
 
-    def _write_file(self, artifact_id: str, buffers: Iterable[bytes | memoryview]) -> None:
+    def _write_file(
+        self, artifact_id: str, buffers: Iterable[bytes | memoryview], size: int
+    ) -> None:
         final = self.path_of(artifact_id)
         tmp = self._layout.tmp / f"{os.getpid()}-{secrets.token_hex(8)}.tmp"
         try:
@@ -155,29 +234,28 @@ class ArtifactStore:
                 ensure_dir(self._layout.tmp)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             try:
+                faults.hit("artifact.write")
                 for buffer in buffers:
                     view = memoryview(buffer).cast("B")
                     while view:
                         written = os.write(fd, view[:_WRITE_CHUNK])
                         view = view[written:]
+                faults.hit("artifact.fsync")
                 os.fsync(fd)
             finally:
                 os.close(fd)
             ensure_dir(final.parent)
+            faults.hit("artifact.rename")
             os.rename(tmp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise StorageError(
-                "artifact_write_failed",
-                f"could not write artifact {artifact_id}: {exc.strerror or exc}",
-                name=artifact_id,
-                hint="check free disk space and permissions of the .nbflow folder",
-            ) from exc
+            raise write_failure(artifact_id, size, exc) from exc
         if self._batch_depth:
             self._deferred_dirs.add(final.parent)
         else:
-            fsync_dir(final.parent)
+            self._deferred_dirs.add(final.parent)
+            self._sync_deferred_dirs()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -295,8 +373,11 @@ class ArtifactStore:
     def delete(self, artifact_id: str) -> None:
         """Remove an artifact; used by garbage collection only."""
         self._pending.pop(artifact_id, None)
+        self._pending_signatures.pop(artifact_id, None)
         if self._inline is not None:
             self._inline.delete_blob(artifact_id)
+        if self._signatures is not None:
+            self._signatures.delete(artifact_id)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path_of(artifact_id))
 
@@ -337,6 +418,33 @@ class ArtifactStore:
             name=artifact_id,
             hint="run `nbflow verify` to list damaged artifacts; resume from an earlier state",
         )
+
+
+def write_failure(artifact_id: str, size: int, exc: OSError) -> StorageError:
+    """The error for an artifact of ``size`` bytes that could not be written."""
+    full = exc.errno == errno.ENOSPC
+    return StorageError(
+        "disk_full" if full else "artifact_write_failed",
+        f"could not write {human_size(size)} ({artifact_id}): {exc.strerror or exc}",
+        name=artifact_id,
+        hint="free disk space and run it again; everything saved before is intact"
+        if full
+        else "check the disk and the permissions of the .nbflow folder; everything saved "
+        "before is intact",
+        details={"bytes": size},
+    )
+
+
+def human_size(size: int) -> str:
+    """``512 B``, ``12.3 MB``, ``1.2 GB``."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 1000 or unit == "TB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def _process_alive(pid: int) -> bool:

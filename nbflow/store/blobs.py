@@ -1,0 +1,56 @@
+"""The ``blobs`` table: small artifacts kept inside ``nbflow.db`` (see :mod:`.artifacts`)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from nbflow.store.database import Database
+
+
+class SqliteBlobs:
+    """Small artifacts by id. Their bytes are verified by the artifact store, not here."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def put_blobs(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        """Durably store ``(id, bytes)`` rows in their own transaction."""
+        if not rows:
+            return
+        with self.database.transaction() as conn:
+            self.insert_in(conn, rows)
+
+    @staticmethod
+    def insert_in(conn: sqlite3.Connection, rows: Sequence[tuple[str, bytes]]) -> None:
+        """Insert ``rows`` inside the caller's transaction."""
+        conn.executemany("INSERT OR IGNORE INTO blobs (id, data) VALUES (?, ?)", rows)
+
+    def get_blob(self, blob_id: str) -> bytes | None:
+        """The stored bytes of ``blob_id`` (unverified), or None."""
+        with self.database.reading() as conn:
+            row = conn.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def has_blob(self, blob_id: str) -> bool:
+        """Whether ``blob_id`` is stored."""
+        with self.database.reading() as conn:
+            row = conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        return row is not None
+
+    def blob_size(self, blob_id: str) -> int | None:
+        """Length of ``blob_id`` in bytes, or None."""
+        with self.database.reading() as conn:
+            row = conn.execute("SELECT length(data) FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def blob_ids(self) -> list[str]:
+        """Every stored blob id."""
+        with self.database.reading() as conn:
+            rows = conn.execute("SELECT id FROM blobs ORDER BY id").fetchall()
+        return [row[0] for row in rows]
+
+    def delete_blob(self, blob_id: str) -> None:
+        """Remove ``blob_id``; used by garbage collection only."""
+        with self.database.transaction() as conn:
+            conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
