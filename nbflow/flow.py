@@ -69,6 +69,7 @@ class Flow:
             self._bodies,
             failpoints=failpoints,
             sleep=sleep,
+            leases=self.home.leases,
         )
 
     # -- declaring --------------------------------------------------------------------

@@ -797,3 +797,7 @@ def test_every_error_code_of_design_section_3_is_produced_by_a_test() -> None:
     assert not NOT_BUILT_YET.keys() & PRODUCED.keys(), "built: remove it from NOT_BUILT_YET"
     missing = sorted(codes - PRODUCED.keys() - NOT_BUILT_YET.keys())
     assert not missing, f"no test produces {missing}"
+
+
+# Rule tests kept beside what they exercise register their codes when imported.
+import test_leases  # noqa: E402, F401

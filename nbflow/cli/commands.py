@@ -21,7 +21,7 @@ def _states_total(home: Home, manifest_id: str | None) -> int:
     if manifest_id is None:
         return 0
     try:
-        return len(read_manifest(home.artifacts, manifest_id).plan.states)
+        return len(read_manifest(home.artifacts, manifest_id, trusted=False).plan.states)
     except NbflowError:
         return 0
 

@@ -29,6 +29,10 @@ class ContextCodec(Protocol[C]):
         """Load the context saved as ``snapshot_id``; verifies every artifact read."""
         ...
 
+    def verify(self, snapshot_id: str) -> None:
+        """Raise if ``snapshot_id`` or an artifact it needs is damaged or missing."""
+        ...
+
 
 class JsonContextCodec:
     """Contexts that are JSON documents, stored as one artifact each.
@@ -64,7 +68,11 @@ class JsonContextCodec:
                 "inside the state that needs them",
                 details={"findings": findings},
             )
-        return self._artifacts.put(data)
+        return self._artifacts.put_signed(data)
+
+    def verify(self, snapshot_id: str) -> None:
+        """Raise if the document ``snapshot_id`` is damaged or missing."""
+        self.restore(snapshot_id)
 
     def restore(self, snapshot_id: str) -> Any:
         """The JSON document saved as ``snapshot_id``."""

@@ -103,8 +103,15 @@ def check_start_contract(
         )
 
 
-def read_manifest(artifacts: ArtifactStore, manifest_id: str) -> Manifest:
-    """Read a manifest back, refusing bytes that do not hash to ``manifest_id``."""
+def read_manifest(artifacts: ArtifactStore, manifest_id: str, *, trusted: bool = True) -> Manifest:
+    """Read a manifest back, refusing bytes that do not hash to ``manifest_id``.
+
+    A manifest's states are code that a resume runs, so by default it must be signed by
+    this user (``untrusted_history`` otherwise). ``trusted=False`` reads it only to look
+    at it (counting states for a picture); nothing of it may then be run.
+    """
+    if trusted:
+        artifacts.require_signed(manifest_id, "manifest")
     data = artifacts.raw(manifest_id)
     if data is None:
         raise StorageError(
@@ -133,4 +140,4 @@ def read_manifest(artifacts: ArtifactStore, manifest_id: str) -> Manifest:
 
 def store_manifest(artifacts: ArtifactStore, manifest: Manifest) -> str:
     """Write ``manifest`` as an artifact (after the canonical and secret checks); its id."""
-    return artifacts.put(manifest_bytes(manifest))
+    return artifacts.put_signed(manifest_bytes(manifest))

@@ -39,6 +39,7 @@ from nbflow.model.config import RetryPolicy
 from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
     AttemptInterrupted,
+    CheckpointsDiscarded,
     EventEnvelope,
     FactRecorded,
     RetryScheduled,
@@ -53,8 +54,20 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
 from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.events import EventStore
+from nbflow.store.leases import LeaseKeeper, SqliteLeases, current_owner
 
 Listener = Callable[[EventEnvelope], None]
+
+DAMAGE_CODES = frozenset(
+    {
+        "artifact_corrupt",
+        "artifact_not_found",
+        "snapshot_undecodable",
+        "snapshot_not_namespace",
+        "context_undecodable",
+    }
+)
+"""Errors that mean a checkpoint's bytes are damaged or gone (resume falls back)."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +134,11 @@ class Engine(Generic[C]):
         failpoints: Failpoints | None = None,
         sleep: Callable[[float], None] = time.sleep,
         secrets: KnownSecrets | None = None,
+        leases: SqliteLeases | None = None,
     ) -> None:
         self.artifacts = artifacts
+        self.leases = leases
+        """Where runs are leased; without it (tests of the engine alone) nothing is."""
         self.events = events
         self.codec = codec
         self._resolve = _as_resolver(bodies)
@@ -176,6 +192,20 @@ class Engine(Generic[C]):
         order = topological_order(request.plan)
         bodies = {spec.id: self._resolve(request.manifest, spec) for spec in order}
         run_id = uuid.uuid4().hex
+        keeper = self._take_lease(run_id, request.plan.flow_id)
+        try:
+            return (yield from self._start_held(request, order, bodies, run_id))
+        finally:
+            if keeper is not None:
+                keeper.release()
+
+    def _start_held(
+        self,
+        request: StartRequest[C],
+        order: list[StateSpec],
+        bodies: dict[str, Body[C]],
+        run_id: str,
+    ) -> Steps:
         log = RunLogger(run_id)
         initial_snapshot_id = self.codec.capture(request.initial_context)
         writer = self._writer(run_id, 0)
@@ -203,6 +233,25 @@ class Engine(Generic[C]):
         )
 
     def _resume_steps(self, run_id: str) -> Steps:
+        record = self.events.run(run_id)
+        keeper = None
+        if record is not None and record.status == "running":
+            keeper = self._take_lease(run_id, record.flow_id)
+        try:
+            return (yield from self._resume_held(run_id))
+        finally:
+            if keeper is not None:
+                keeper.release()
+
+    def _take_lease(self, run_id: str, flow_id: str | None) -> LeaseKeeper | None:
+        """Hold ``run_id``'s lease while it is driven; ``run_in_progress`` if another
+        live process holds it."""
+        if self.leases is None:
+            return None
+        lease = self.leases.acquire(run_id, current_owner(flow_id))
+        return LeaseKeeper(self.leases, lease)
+
+    def _resume_held(self, run_id: str) -> Steps:
         history = self.history(run_id)
         if history.run_completed is not None:
             RunLogger(run_id).info("run already ended; nothing to resume")
@@ -224,16 +273,26 @@ class Engine(Generic[C]):
                 f"run {run_id} completed states its manifest does not have: {sorted(unknown)}",
                 name=run_id,
             )
+        writer = self._writer(run_id, history.head_seq)
+        log = RunLogger(run_id)
+        while True:
+            start = self._resume_point(history, manifest, order, writer, log)
+            if isinstance(start, RunResult):
+                return start
+            self.artifacts.require_signed(start.base_snapshot_id, "snapshot")
+            try:
+                context = self.codec.restore(start.base_snapshot_id)
+                break
+            except NbflowError as exc:
+                if exc.code not in DAMAGE_CODES:
+                    raise
+                self._fall_back(history, start.base_snapshot_id, exc, writer, log)
+                history = self.history(run_id)
         bodies = {
             spec.id: self._resolve(manifest, spec)
             for spec in order
             if spec.id not in history.completed
         }
-        writer = self._writer(run_id, history.head_seq)
-        log = RunLogger(run_id)
-        start = self._resume_point(history, manifest, order, writer, log)
-        if isinstance(start, RunResult):
-            return start
         return (
             yield from self._run_states(
                 manifest,
@@ -244,9 +303,53 @@ class Engine(Generic[C]):
                 current_snapshot_id=history.last_checkpoint,
                 start=start,
                 facts=dict(history.facts),
-                live=None,
+                live=_Live(start.base_snapshot_id, context),
             )
         )
+
+    def _fall_back(
+        self,
+        history: RunHistory,
+        damaged: str,
+        error: NbflowError,
+        writer: RunWriter,
+        log: RunLogger,
+    ) -> None:
+        """Go back to the newest intact checkpoint before ``damaged`` (DESIGN §5: the run
+        falls back or fails clearly); the states after it will run again."""
+        checkpoints: list[tuple[str | None, str]] = [(None, history.started.initial_snapshot_id)]
+        checkpoints += list(history.completed.items())
+        ids = [snapshot_id for _, snapshot_id in checkpoints]
+        newest = len(ids) - 1 - ids[::-1].index(damaged) if damaged in ids else len(ids)
+        for index in range(newest - 1, -1, -1):
+            state, snapshot_id = checkpoints[index]
+            if snapshot_id == damaged:
+                continue
+            try:
+                self.artifacts.require_signed(snapshot_id, "snapshot")
+                self.codec.verify(snapshot_id)
+            except NbflowError:
+                continue
+            discarded = [s for s, _ in checkpoints[index + 1 :] if s is not None]
+            writer.append(
+                CheckpointsDiscarded(
+                    states=discarded,
+                    snapshot_id=snapshot_id,
+                    damaged_snapshot_id=damaged,
+                    reason=error.message,
+                )
+            )
+            where = f"the checkpoint after {state!r}" if state else "the run's start"
+            log.warning("checkpoint %s is damaged; continuing from %s", damaged, where)
+            return
+        raise type(error)(
+            error.code,
+            f"{error.message}; the run has no intact checkpoint to fall back to",
+            name=error.name,
+            hint="start the run anew (`%flow run --fresh`, `nbflow run --fresh`); "
+            "`nbflow verify` lists what is damaged",
+            details=error.details,
+        ) from error
 
     def cancel(self, run_id: str) -> RunResult:
         """End an unfinished run as cancelled; an ended run is returned unchanged."""
@@ -430,17 +533,17 @@ class Engine(Generic[C]):
     ) -> Generator[CallBody[C], C, _Live[C] | ErrorInfo | None]:
         """Run one attempt: the new live context, the failure, or None at the failpoint."""
         log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
+        # The base is restored before the attempt is recorded: a base that cannot be
+        # loaded (damaged, foreign) raises with nothing appended, and the run stays as it
+        # was, resumable once the cause is fixed.
+        if live is not None and live.snapshot_id == base_snapshot_id:
+            context = live.context
+        else:
+            context = self.codec.restore(base_snapshot_id)
         writer.append(
             StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base_snapshot_id)
         )
         log.info("attempt started from %s", base_snapshot_id)
-        try:
-            if live is not None and live.snapshot_id == base_snapshot_id:
-                context = live.context
-            else:
-                context = self.codec.restore(base_snapshot_id)
-        except NbflowError as exc:
-            return self._fail(spec, attempt, writer, exc.info())
         try:
             result = yield CallBody(spec, attempt, body, context, scope)
         except Exception as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from nbflow.errors import HistoryError
 from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
+    CheckpointsDiscarded,
     EventEnvelope,
     FactRecorded,
     RunCompleted,
@@ -159,5 +160,13 @@ def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
         history.open_attempt = None
     elif isinstance(event, RunCompleted):
         history.run_completed = event
+    elif isinstance(event, CheckpointsDiscarded):
+        unknown = [s for s in event.states if s not in history.completed]
+        if unknown:
+            raise _invalid(run_id, seq, f"discarded states {unknown} had not completed")
+        for state_id in event.states:
+            del history.completed[state_id]
+        history.last_checkpoint = event.snapshot_id
+        history.open_attempt = None
     elif isinstance(event, FactRecorded):
         history.facts.setdefault(event.key, event.value)

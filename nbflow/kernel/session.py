@@ -81,6 +81,10 @@ class KernelCodec:
             )
         return snapshot_id
 
+    def verify(self, snapshot_id: str) -> None:
+        """Raise if the snapshot or one of its artifacts is damaged, missing or foreign."""
+        self._session.snapshots.verify(snapshot_id)
+
     def restore(self, snapshot_id: str) -> dict[str, Any]:
         """Put the snapshot's variables into ``user_ns``; always-run states run next."""
         session = self._session
@@ -112,6 +116,7 @@ class KernelSession:
             KernelCodec(self),
             self._body_of,
             secrets=self.secrets,
+            leases=self.home.leases,
         )
         self.engine.listeners.append(self._on_event)
         self.engine.redaction_listeners.append(self._on_redacted)
@@ -619,7 +624,8 @@ class KernelSession:
         if manifest_id is None:
             return 0
         try:
-            return len(read_manifest(self.home.artifacts, manifest_id).plan.states)
+            manifest = read_manifest(self.home.artifacts, manifest_id, trusted=False)
+            return len(manifest.plan.states)
         except NbflowError:
             return 0
 

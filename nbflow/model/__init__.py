@@ -12,6 +12,7 @@ from nbflow.model.config import (
 from nbflow.model.errors import ErrorCategory, ErrorInfo
 from nbflow.model.events import (
     AttemptInterrupted,
+    CheckpointsDiscarded,
     Event,
     EventEnvelope,
     FactRecorded,
@@ -33,6 +34,7 @@ from nbflow.model.plan import Edge, Plan, StateSpec
 __all__ = [
     "FORMAT_VERSION",
     "AttemptInterrupted",
+    "CheckpointsDiscarded",
     "Edge",
     "ErrorCategory",
     "ErrorInfo",

@@ -72,6 +72,21 @@ class RunCompleted(_Event):
     final_snapshot_id: str | None = None
 
 
+class CheckpointsDiscarded(_Event):
+    """The checkpoints of ``states`` are damaged or missing: the run goes back to
+    ``snapshot_id``, the newest intact checkpoint, and those states run again.
+
+    A kernel event: after it, ``states`` are no longer completed and the open attempt,
+    if any, is closed. nbflow's addition to the reference engine (docs/decisions.md).
+    """
+
+    kind: Literal["checkpoints_discarded"] = "checkpoints_discarded"
+    states: list[str]
+    snapshot_id: str = Field(description="The checkpoint the run continues from.")
+    damaged_snapshot_id: str
+    reason: str
+
+
 class FactRecorded(_Event):
     """Domain: the value ``nbflow.fact(key, ...)`` returned in this run."""
 
@@ -126,7 +141,9 @@ class Note(_Event):
     text: str
 
 
-KernelEvent = RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted
+KernelEvent = (
+    RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted | CheckpointsDiscarded
+)
 DomainEvent = (
     FactRecorded | AttemptInterrupted | RetryScheduled | StatesSatisfied | LeaseTakenOver | Note
 )
@@ -136,6 +153,7 @@ Event = Annotated[
     | StateCompleted
     | StateFailed
     | RunCompleted
+    | CheckpointsDiscarded
     | FactRecorded
     | AttemptInterrupted
     | RetryScheduled
@@ -145,7 +163,14 @@ Event = Annotated[
     Field(discriminator="kind"),
 ]
 KERNEL_KINDS = frozenset(
-    {"run_started", "state_entered", "state_completed", "state_failed", "run_completed"}
+    {
+        "run_started",
+        "state_entered",
+        "state_completed",
+        "state_failed",
+        "run_completed",
+        "checkpoints_discarded",
+    }
 )
 
 

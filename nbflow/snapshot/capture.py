@@ -176,6 +176,7 @@ class Capture:
                 data = document.to_bytes()
                 snapshot_id = content_id(data)
                 writer.put(snapshot_id, memoryview(data))
+                self._artifacts.sign(snapshot_id)
             jobs = [job for piece in slices for job in piece.jobs]
             self._memory.fingerprints.replace(hasher.fingerprint_entries(jobs))
         finally:

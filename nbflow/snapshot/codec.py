@@ -76,8 +76,21 @@ class NamespaceCodec:
         )
         return target
 
+    def verify(self, snapshot_id: str) -> None:
+        """Raise if the snapshot, or an artifact it names, is unsigned, damaged or missing;
+        nothing is unpickled."""
+        document = self.document(snapshot_id)
+        for variable in document.variables:
+            for artifact_id in variable.artifact_ids:
+                if not self._artifacts.exists(artifact_id):
+                    raise self._artifacts.not_found(artifact_id)
+                if not self._artifacts.verify(artifact_id):
+                    raise self._artifacts.corrupt(artifact_id)
+
     def document(self, snapshot_id: str) -> SnapshotDocument:
-        """The parsed, verified snapshot document of ``snapshot_id``."""
+        """The parsed, verified snapshot document of ``snapshot_id``: signed by this user
+        (``untrusted_history`` otherwise), and its bytes hashed."""
+        self._artifacts.require_signed(snapshot_id, "snapshot")
         return SnapshotDocument.from_bytes(self._artifacts.get(snapshot_id), snapshot_id)
 
     @property

@@ -290,7 +290,7 @@ class ArtifactStore:
         try:
             return os.stat(self.path_of(artifact_id)).st_size
         except FileNotFoundError:
-            raise self._not_found(artifact_id) from None
+            raise self.not_found(artifact_id) from None
 
     def get(self, artifact_id: str) -> bytes:
         """The verified bytes of ``artifact_id``."""
@@ -299,9 +299,9 @@ class ArtifactStore:
             try:
                 data = self.path_of(artifact_id).read_bytes()
             except FileNotFoundError:
-                raise self._not_found(artifact_id) from None
+                raise self.not_found(artifact_id) from None
         if content_id(data) != artifact_id:
-            raise self._corrupt(artifact_id)
+            raise self.corrupt(artifact_id)
         return data
 
     def raw(self, artifact_id: str) -> bytes | None:
@@ -328,18 +328,18 @@ class ArtifactStore:
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            raise self._not_found(artifact_id) from None
+            raise self.not_found(artifact_id) from None
         try:
             if os.fstat(fd).st_size == 0:
                 if verify and content_id(b"") != artifact_id:
-                    raise self._corrupt(artifact_id)
+                    raise self.corrupt(artifact_id)
                 return b""
             mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
         if verify and content_id(memoryview(mapped)) != artifact_id:
             mapped.close()
-            raise self._corrupt(artifact_id)
+            raise self.corrupt(artifact_id)
         return mapped
 
     def verify(self, artifact_id: str) -> bool:
@@ -353,7 +353,7 @@ class ArtifactStore:
                 while chunk := handle.read(_READ_CHUNK):
                     hasher.update(chunk)
         except FileNotFoundError:
-            raise self._not_found(artifact_id) from None
+            raise self.not_found(artifact_id) from None
         return f"{ALGORITHM}:{hasher.hexdigest()}" == artifact_id
 
     def ids(self) -> Iterator[str]:
@@ -402,7 +402,8 @@ class ArtifactStore:
                 entry.unlink()
 
     @staticmethod
-    def _not_found(artifact_id: str) -> StorageError:
+    def not_found(artifact_id: str) -> StorageError:
+        """The error for an artifact that is not stored."""
         return StorageError(
             "artifact_not_found",
             f"artifact {artifact_id} is not in the store",
@@ -411,7 +412,8 @@ class ArtifactStore:
         )
 
     @staticmethod
-    def _corrupt(artifact_id: str) -> ArtifactCorruptError:
+    def corrupt(artifact_id: str) -> ArtifactCorruptError:
+        """The error for an artifact whose bytes do not match its id."""
         return ArtifactCorruptError(
             "artifact_corrupt",
             f"artifact {artifact_id} is damaged: its bytes do not match its hash",

@@ -79,7 +79,7 @@ def test_a_missing_buffer_is_named(home: Home) -> None:
 
 
 def test_a_snapshot_id_that_is_not_a_snapshot_is_refused(home: Home) -> None:
-    other = home.artifacts.put(b'{"hello": "world"}')
+    other = home.artifacts.put_signed(b'{"hello": "world"}')
     with pytest.raises(ContextError) as caught:
         NamespaceCodec(home.artifacts).restore(other)
     assert caught.value.code == "snapshot_not_namespace"
@@ -87,7 +87,7 @@ def test_a_snapshot_id_that_is_not_a_snapshot_is_refused(home: Home) -> None:
 
 
 def test_a_newer_format_is_refused_with_a_hint(home: Home) -> None:
-    newer = home.artifacts.put(
+    newer = home.artifacts.put_signed(
         b'{"format_version": 99, "kind": "nbflow.namespace", "variables": []}'
     )
     with pytest.raises(ContextError) as caught:
