@@ -103,6 +103,40 @@ def verify(home: Home) -> int:
     return EXIT_OK
 
 
+def trust(home: Home, yes: bool) -> int:
+    """``nbflow trust DIR``: check every artifact, show what the history holds, sign it."""
+    from nbflow import trust as adoption
+
+    total = sum(1 for _ in home.artifacts.ids())
+
+    def progress(done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rchecking {done}/{total}", end="", file=sys.stderr)
+
+    report = adoption.inspect(home, progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print("\n".join(report.lines()))
+    if report.damaged:
+        print("nothing was signed: a damaged history cannot be trusted as a whole")
+        return EXIT_FAILED
+    if not report.unsigned:
+        return EXIT_OK
+    print(
+        "Trusting it lets nbflow unpickle its snapshots and run its code, as if you had "
+        "made it. Trust it only if you trust whoever made it."
+    )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CommandLineError("nbflow trust: add --yes to sign it (no terminal to ask)")
+        if input("Sign it with your key? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing was signed")
+            return EXIT_OK
+    signed = adoption.adopt(home, report)
+    print(f"signed {signed} documents with your key ({home.key.path})")
+    return EXIT_OK
+
+
 def gc(home: Home, dry_run: bool) -> int:
     """``nbflow gc``."""
     report = maintenance.collect_garbage(home, dry_run=dry_run)

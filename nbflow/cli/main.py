@@ -63,6 +63,11 @@ def _parser() -> _Parser:
     show.add_argument("--json", action="store_true", help="output for machines")
     verify = commands.add_parser("verify", help="re-hash every artifact, report damage")
     verify.add_argument("dir", nargs="?", default=".", help="a notebook folder or .nbflow")
+    trust = commands.add_parser(
+        "trust", help="adopt a history made elsewhere: check it, show it, sign it"
+    )
+    trust.add_argument("dir", help="a notebook folder or its .nbflow")
+    trust.add_argument("--yes", action="store_true", help="sign without asking")
     gc = commands.add_parser("gc", help="delete artifacts no run refers to")
     gc.add_argument("dir", nargs="?", default=".", help="a notebook folder or .nbflow")
     gc.add_argument("--dry-run", action="store_true", help="only report what would go")
@@ -119,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except NbflowError as exc:
         print(f"nbflow: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.code in {"run_not_found", "run_ambiguous"} else EXIT_FAILED
+        refused = {"run_not_found", "run_ambiguous", "untrusted_history", "run_in_progress"}
+        return EXIT_USAGE if exc.code in refused else EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -145,5 +151,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "verify":
         with _existing_home(Path(args.dir)) as home:
             return commands.verify(home)
+    if args.command == "trust":
+        with _existing_home(Path(args.dir)) as home:
+            return commands.trust(home, args.yes)
     with _existing_home(Path(args.dir)) as home:
         return commands.gc(home, args.dry_run)

@@ -37,6 +37,7 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.store import HOME_DIRNAME, Home
+from nbflow.store.leases import RunInProgressError
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
 
@@ -142,6 +143,22 @@ def interrupted_run_exists(path: Path) -> bool:
         return any(r.status == "running" for r in opened.events.runs(flow_id=path.name))
 
 
+def refuse_unless_resumable_here(home: Home, run_id: str) -> None:
+    """Refuse, before any kernel starts, a run that another process drives right now
+    (``run_in_progress``) or whose history this user did not make (``untrusted_history``)."""
+    owner = home.leases.live_owner(run_id)
+    if owner is not None:
+        raise RunInProgressError(
+            "run_in_progress",
+            f"run {run_id[:8]} is being driven right now by {owner.describe()}",
+            name=run_id,
+            hint="wait for it to finish, or stop that kernel or process and run this again",
+        )
+    history = read_history(run_id, home.events.read_range(run_id))
+    home.artifacts.require_signed(history.started.manifest_id, "manifest")
+    home.artifacts.require_signed(history.last_checkpoint, "snapshot")
+
+
 def run_notebook(
     path: Path, output: Path | None, parameter_pairs: list[str], fresh: bool, as_json: bool
 ) -> int:
@@ -169,14 +186,10 @@ def run_notebook(
                     resume_run = record.run_id
                     break
         if resume_run is not None:
-            completed = read_history(resume_run, home.events.read_range(resume_run)).completed
-            done = [c.index for c in cells if c.spec.id in completed]
-            skip_until = max(done, default=-1)
+            refuse_unless_resumable_here(home, resume_run)
             if output.exists():
                 previous = _read(output, as_version=4)
         progress = Progress(len(notebook.cells), as_json, home, flow_id, cells)
-        if resume_run is not None:
-            progress.say(f"resuming run {resume_run[:8]}: cells 1-{skip_until + 1} were done")
         setup = (
             "%load_ext nbflow\n"
             f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
@@ -202,6 +215,13 @@ def run_notebook(
                     "nbflow run: the kernel could not start the run: "
                     f"{content.get('ename')}: {content.get('evalue')}"
                 )
+            if resume_run is not None:
+                # Read after the kernel primed the run: a damaged checkpoint may have sent
+                # it back to an older one, and then more cells run again.
+                history = read_history(resume_run, home.events.read_range(resume_run))
+                done = [c.index for c in cells if c.spec.id in history.completed]
+                skip_until = max(done, default=-1)
+                progress.say(f"resuming run {resume_run[:8]}: cells 1-{skip_until + 1} were done")
             for index, cell in enumerate(notebook.cells):
                 if index <= skip_until:
                     if previous is not None and index < len(previous.cells):

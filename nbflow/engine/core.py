@@ -10,6 +10,7 @@ until fan-out is built.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 import uuid
@@ -560,6 +561,18 @@ class Engine(Generic[C]):
             return None
         try:
             snapshot_id = self.codec.capture(result)
+        except StorageError as exc:
+            # The code ran; only saving failed (a full disk). That is no failure of the
+            # state: the attempt stays open, as after a crash, and a resume runs it again
+            # once the disk has room. The note may not fit on the disk either.
+            with contextlib.suppress(NbflowError):
+                writer.append(
+                    AttemptInterrupted(
+                        state_id=spec.id, attempt=attempt, reason=f"not saved: {exc.code}"
+                    )
+                )
+            log.error("checkpoint not saved: %s", exc.message)
+            raise
         except NbflowError as exc:
             return self._fail(spec, attempt, writer, exc.info())
         writer.stage(StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id))

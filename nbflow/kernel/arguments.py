@@ -203,6 +203,12 @@ _cancel.add_argument("run", nargs="?", default=None, metavar="RUN")
 _mode = _sub("mode", "Choose what a %%state cell does: run it now, or only declare it.")
 _mode.add_argument("mode", choices=["run", "declare"])
 _sub("verify", "Re-hash every artifact and report damage.")
+_trust = _sub(
+    "trust",
+    "Adopt a history made elsewhere: check every artifact, show what it holds, and with "
+    "--yes sign it with your key (its snapshots are then restored like your own).",
+)
+_trust.add_argument("--yes", action="store_true", help="sign it; without it, only show")
 _gc = _sub("gc", "Delete artifacts that no run references.")
 _gc.add_argument("--dry-run", action="store_true", help="only report what would go")
 

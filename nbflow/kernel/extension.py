@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
 
+from nbflow.errors import NbflowError
 from nbflow.kernel.magics import Handle, NbflowMagics
 from nbflow.kernel.session import KernelSession, StateFailedError, StateInterruptedError
 from nbflow.kernel.transform import HANDLE, transform_cell
@@ -20,8 +22,16 @@ _SESSIONS: dict[int, KernelSession] = {}
 def _show_state_error(
     shell: InteractiveShell, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
 ) -> None:
-    # The state's own traceback was shown where it happened; one line says what follows.
-    print(f"nbflow: {getattr(value, 'message', value)}")
+    # A state's own traceback was shown where it happened; one line says what follows.
+    # Other nbflow errors (a full disk, a damaged history) are one line too: their code,
+    # what happened and how to fix it; an internal traceback would help nobody.
+    if isinstance(value, (StateFailedError, StateInterruptedError)):
+        print(f"nbflow: {value.message}")
+    elif isinstance(value, NbflowError):
+        hint = f" ({value.hint})" if value.hint else ""
+        print(f"nbflow: [{value.code}] {value.message}{hint}", file=sys.stderr)
+    else:
+        print(f"nbflow: {value}")
     return None
 
 
@@ -38,9 +48,7 @@ def load(shell: InteractiveShell) -> KernelSession:
     shell.user_ns[HANDLE] = Handle(session)
     shell.user_ns_hidden[HANDLE] = None
     shell.input_transformers_cleanup.append(transform_cell)
-    shell.set_custom_exc(  # type: ignore[no-untyped-call]
-        (StateFailedError, StateInterruptedError), _show_state_error
-    )
+    shell.set_custom_exc((NbflowError,), _show_state_error)  # type: ignore[no-untyped-call]
     location = session.location
     notebook = location.notebook or "an unnamed notebook (flow 'untitled')"
     presenter.message(f"nbflow: {notebook}, history in {session.home.root}")

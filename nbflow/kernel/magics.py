@@ -73,6 +73,8 @@ def run_sync_command(session: KernelSession, command: str, args: Any) -> None:
             )
         else:
             session.presenter.message(f"nbflow: all {report.checked} artifacts are intact")
+    elif command == "trust":
+        session.trust(bool(args.yes))
     elif command == "gc":
         gc = maintenance.collect_garbage(session.home, dry_run=bool(args.dry_run))
         verb = "would remove" if args.dry_run else "removed"
@@ -109,7 +111,7 @@ class NbflowMagics(Magics):
     def flow(self, line: str) -> None:
         """Look at and drive this notebook's plan and runs.
 
-        %flow [show|run|resume|restore|runs|timeline|status|cancel|mode|verify|gc]
+        %flow [show|run|resume|restore|runs|timeline|status|cancel|mode|verify|trust|gc]
         `%flow COMMAND --help` explains each command.
         """
         try:

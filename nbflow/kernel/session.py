@@ -11,13 +11,16 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from IPython.core.error import UsageError
 
+from nbflow import trust
 from nbflow.engine import Body, Engine, StartRequest, store_manifest, topological_order
 from nbflow.engine.contract import read_manifest
+from nbflow.engine.core import DAMAGE_CODES
 from nbflow.engine.history import RunHistory
 from nbflow.engine.results import RunPhase, RunResult
 from nbflow.errors import NbflowError
@@ -36,6 +39,7 @@ from nbflow.kernel.views import (
     snapshot_size,
 )
 from nbflow.model.events import (
+    CheckpointsDiscarded,
     EventEnvelope,
     RetryScheduled,
     RunStarted,
@@ -368,17 +372,30 @@ class KernelSession:
         self._finish(result, satisfied)
 
     async def restore(self, target: str | None, run: str | None) -> None:
-        """``%flow restore``: the variables as they were after a state (or a snapshot)."""
-        snapshot_id, run_id, label = self._find_checkpoint(target, run)
-        satisfied: set[str] = set()
-        replay: list[StateSpec] = []
-        if run_id is not None:
-            history = self.engine.history(run_id)
-            manifest = _usage(
-                lambda: read_manifest(self.home.artifacts, history.started.manifest_id)
-            )
-            satisfied, replay = self._replay_for(run_id, history, manifest, upto=label)
-        _usage(lambda: self.snapshots.restore(snapshot_id, into=self.shell.user_ns))
+        """``%flow restore``: the variables as they were after a state (or a snapshot).
+
+        Without a target, a damaged checkpoint is skipped for the newest intact one, and
+        the user is told; a checkpoint asked for by name is restored or refused."""
+        for snapshot_id, run_id, label in self._checkpoints(target, run):
+            satisfied: set[str] = set()
+            replay: list[StateSpec] = []
+            if run_id is not None:
+                history = self.engine.history(run_id)
+                manifest_id = history.started.manifest_id
+                manifest = _usage(partial(read_manifest, self.home.artifacts, manifest_id))
+                satisfied, replay = self._replay_for(run_id, history, manifest, upto=label)
+            try:
+                self.snapshots.restore(snapshot_id, into=self.shell.user_ns)
+                break
+            except NbflowError as exc:
+                if exc.code not in DAMAGE_CODES or target is not None:
+                    raise _as_usage(exc) from None
+                self.presenter.message(
+                    f"nbflow: the checkpoint after {label!r} (run {run_id and run_id[:8]}) is "
+                    f"damaged, so it was not used ({exc.message}); trying an older one"
+                )
+        else:
+            raise UsageError("%flow restore: every checkpoint of this notebook is damaged")
         report = self.snapshots.last_restore
         restored = len(report.restored) if report else 0
         self.presenter.message(
@@ -437,9 +454,12 @@ class KernelSession:
                 break
         return satisfied, replay
 
-    def _find_checkpoint(
+    def _checkpoints(
         self, target: str | None, run: str | None
-    ) -> tuple[str, str | None, str | None]:
+    ) -> Iterator[tuple[str, str | None, str | None]]:
+        """``(snapshot id, run id, state)`` of the checkpoints ``%flow restore`` may use,
+        best first: the one asked for, or without a target every completed state of the
+        runs, newest first (the fallbacks when the newest is damaged)."""
         if target is not None and target.startswith("blake3:"):
             if not is_content_id(target):
                 raise UsageError(
@@ -447,24 +467,29 @@ class KernelSession:
                 )
             if not self.home.artifacts.exists(target):
                 raise UsageError(f"%flow restore: snapshot {target} is not in {self.home.root}")
-            return target, None, None
+            yield target, None, None
+            return
         runs = (
             [self.resolve_run(run)]
             if run
             else [r.run_id for r in self.home.events.runs(flow_id=self.flow_id)]
         )
+        found = False
         for run_id in runs:
             history = _usage(lambda run_id=run_id: self.engine.history(run_id))
-            if target is None:
-                if history.completed:
-                    last = list(history.completed)[-1]
-                    return history.completed[last], run_id, last
+            if target is not None:
+                if target in history.completed:
+                    found = True
+                    yield history.completed[target], run_id, target
+                    return
                 continue
-            if target in history.completed:
-                return history.completed[target], run_id, target
-        where = f"run {runs[0][:8]}" if run else f"any run of {self.flow_id}"
-        what = f"state {target!r}" if target else "any state"
-        raise UsageError(f"%flow restore: {what} has not completed in {where}")
+            for state_id in reversed(history.completed):
+                found = True
+                yield history.completed[state_id], run_id, state_id
+        if not found:
+            where = f"run {runs[0][:8]}" if run else f"any run of {self.flow_id}"
+            what = f"state {target!r}" if target else "any state"
+            raise UsageError(f"%flow restore: {what} has not completed in {where}")
 
     def _finish(self, result: RunResult, satisfied: set[str]) -> None:
         history = self.engine.history(result.run_id)
@@ -519,6 +544,13 @@ class KernelSession:
 
     def _on_event(self, envelope: EventEnvelope) -> None:
         event = envelope.event
+        if isinstance(event, CheckpointsDiscarded):
+            again = ", ".join(repr(s) for s in event.states) or "no state"
+            self.presenter.message(
+                f"nbflow: a checkpoint of run {envelope.run_id[:8]} is damaged, so it is not "
+                f"used ({event.reason}); continuing from the newest intact one: {again} "
+                "run again"
+            )
         if isinstance(event, RunStarted):
             self.live_run = envelope.run_id
         elif isinstance(event, RetryScheduled):
@@ -594,13 +626,34 @@ class KernelSession:
     def banner(self) -> None:
         """The restart banner, when the newest run of this notebook was interrupted."""
         newest = self.home.events.runs(flow_id=self.flow_id, limit=1)
-        if not newest:
+        if not newest or newest[0].status != "running":
             return
+        record = newest[0]
         view = banner_view(
-            self.home.events, self.flow_id, self._states_total(newest[0].manifest_id)
+            self.home.events,
+            self.flow_id,
+            self._states_total(record.manifest_id),
+            self._why_not_resumable(record.run_id),
         )
         if view is not None:
             self.presenter.banner(view)
+
+    def _why_not_resumable(self, run_id: str) -> str | None:
+        """Why an interrupted run cannot be resumed from this kernel, or None."""
+        owner = self.home.leases.live_owner(run_id)
+        if owner is not None:
+            return f"It is running right now in {owner.describe()}: wait for it there."
+        try:
+            history = self.engine.history(run_id)
+        except NbflowError as exc:
+            return f"Its history cannot be read: {exc.message}."
+        documents = (history.started.manifest_id, history.last_checkpoint)
+        if not all(self.home.artifacts.is_signed(d) for d in documents):
+            return (
+                "This history was made elsewhere (it is not signed with your key), so "
+                "nothing of it is loaded: run `%flow trust` to check it and adopt it."
+            )
+        return None
 
     def status(self) -> None:
         """``%flow status``: where the history is, the mode, the plan and the newest run."""
@@ -613,6 +666,30 @@ class KernelSession:
         if newest:
             total = self._states_total(newest[0].manifest_id)
             self.presenter.runs([run_row(self.home.events, newest[0], total, live=False)])
+
+    def trust(self, yes: bool) -> None:
+        """``%flow trust``: verify a history made elsewhere, say what it holds, adopt it."""
+        report = trust.inspect(self.home)
+        for line in report.lines():
+            self.presenter.message(f"nbflow: {line}")
+        if report.damaged:
+            raise UsageError(
+                "%flow trust: the history has damaged artifacts and cannot be trusted as a "
+                "whole; nothing was signed"
+            )
+        if not report.unsigned:
+            return
+        if not yes:
+            self.presenter.message(
+                "nbflow: trusting it lets nbflow unpickle its snapshots and run its code, as "
+                "if you had made it. If you trust whoever made it, run `%flow trust --yes`"
+            )
+            return
+        signed = trust.adopt(self.home, report)
+        self.presenter.message(
+            f"nbflow: signed {signed} documents with your key; the history is yours now"
+        )
+        self.banner()
 
     def cancel(self, run: str | None) -> None:
         """``%flow cancel``."""
@@ -635,5 +712,9 @@ def _usage(action: Any) -> Any:
     try:
         return action()
     except NbflowError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        raise UsageError(f"{exc.message}{hint}") from None
+        raise _as_usage(exc) from None
+
+
+def _as_usage(exc: NbflowError) -> UsageError:
+    hint = f" ({exc.hint})" if exc.hint else ""
+    return UsageError(f"[{exc.code}] {exc.message}{hint}")

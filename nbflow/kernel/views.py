@@ -169,8 +169,11 @@ def states_in_run(events: list[EventEnvelope], manifest_states: int | None) -> i
     return len({e.event.state_id for e in events if isinstance(e.event, StateEntered)})
 
 
-def banner_view(events: EventStore, flow_id: str, states_total: int) -> BannerView | None:
-    """The banner for the newest run of ``flow_id`` when it was interrupted."""
+def banner_view(
+    events: EventStore, flow_id: str, states_total: int, blocked: str | None = None
+) -> BannerView | None:
+    """The banner for the newest run of ``flow_id`` when it was interrupted; ``blocked``
+    says why it cannot be resumed from here, if it cannot."""
     newest = events.runs(flow_id=flow_id, limit=1)
     if not newest or newest[0].status != "running":
         return None
@@ -188,6 +191,7 @@ def banner_view(events: EventStore, flow_id: str, states_total: int) -> BannerVi
         record.updated_us,
         done + before,
         states_total + before,
+        blocked,
     )
 
 

@@ -60,7 +60,8 @@ def _boot_id() -> str:
 
 
 def process_start(pid: int) -> int | None:
-    """The start time of process ``pid`` in clock ticks since boot, or None if it is gone."""
+    """The start time of process ``pid`` in clock ticks since boot, or None if it is gone
+    (a zombie, killed and not yet reaped by its parent, is gone)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -68,6 +69,8 @@ def process_start(pid: int) -> int | None:
     # The command name (field 2) may hold spaces and parentheses; fields follow the last ")".
     fields = text[text.rindex(")") + 2 :].split()
     try:
+        if fields[0] in ("Z", "X"):
+            return None
         return int(fields[19])
     except (IndexError, ValueError):
         return None

@@ -68,3 +68,6 @@ class BannerView:
     interrupted_at_us: int
     states_done: int
     states_total: int
+    blocked: str | None = None
+    """Why the run cannot be resumed from here (made elsewhere, running elsewhere); the
+    banner then says so and offers no Resume."""

@@ -97,12 +97,16 @@ class TextPresenter:
 
     def banner(self, view: BannerView) -> None:
         where = f" in state {view.state_id!r}" if view.state_id else ""
+        what = (
+            f"        {view.blocked}"
+            if view.blocked
+            else "        %flow resume continues it; %flow restore brings back the variables; "
+            "%flow cancel ends it."
+        )
         self._print(
             f"nbflow: run {view.run_id[:8]} of {view.flow_id} was interrupted{where} "
             f"at {clock(view.interrupted_at_us)} ({view.states_done} of {view.states_total} "
-            "states done).\n"
-            "        %flow resume continues it; %flow restore brings back the variables; "
-            "%flow cancel ends it."
+            f"states done).\n{what}"
         )
 
     def progress(self, state_id: str, attempt: int, what: str) -> None:

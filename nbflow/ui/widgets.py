@@ -167,6 +167,18 @@ class WidgetPresenter:
             f"({view.states_done} of {view.states_total} states done)."
         )
         fit = widgets.Layout(width="auto", min_width="110px")
+        if view.blocked:
+            message.value += f"<br>{html.escape(view.blocked)}"
+            dismiss_only = widgets.Button(description="Dismiss", layout=fit)
+            blocked = widgets.VBox(
+                [message, dismiss_only],
+                layout=widgets.Layout(border="1px solid #d0a000", padding="6px"),
+            )
+            blocked.add_class("nbflow-banner")
+            dismiss_only.on_click(lambda _: blocked.close())
+            self.last_banner = blocked
+            show(blocked, _text_of(lambda t: t.banner(view)))
+            return
         resume = widgets.Button(
             description="Resume", button_style="primary", icon="play", layout=fit
         )
