@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbflow.errors import StorageError
 from nbflow.hashing.ids import content_id
 from nbflow.hashing.redact import KnownSecrets
 from nbflow.hashing.secrets import find_secrets_in_text
@@ -70,7 +71,7 @@ from nbflow.snapshot.filters import (
 from nbflow.snapshot.pickling import NamespacePickler
 from nbflow.snapshot.report import CaptureReport, VariableNote
 from nbflow.snapshot.scan import scan_segment
-from nbflow.store.artifacts import INLINE_MAX, ArtifactStore
+from nbflow.store.artifacts import INLINE_MAX, ArtifactStore, human_size
 
 _REASON_MAX = 300
 
@@ -353,15 +354,34 @@ class _Writer:
 
     def store(self, piece: _Slice) -> None:
         """Queue the writes of a slice and its buffers."""
+        size = len(piece.data) + sum(job.nbytes for job in piece.jobs)
         for job in piece.jobs:
-            self._futures.append(self._pool.submit(self._store_buffer, job))
+            self._futures.append(self._pool.submit(self._store_buffer, job, piece.name, size))
         if len(piece.data) <= INLINE_MAX:  # kept in the database: no thread needed
-            self.put(piece.digest, memoryview(piece.data))
+            self._put_of(piece.name, size, piece.digest, memoryview(piece.data))
         else:
-            self._futures.append(self._pool.submit(self.put, piece.digest, memoryview(piece.data)))
+            self._futures.append(
+                self._pool.submit(
+                    self._put_of, piece.name, size, piece.digest, memoryview(piece.data)
+                )
+            )
 
-    def _store_buffer(self, job: BufferJob) -> None:
-        self.put(job.artifact_id(), job.view)
+    def _store_buffer(self, job: BufferJob, name: str, size: int) -> None:
+        self._put_of(name, size, job.artifact_id(), job.view)
+
+    def _put_of(self, name: str, size: int, artifact_id: str, view: memoryview) -> None:
+        """:meth:`put` a piece of variable ``name``; a failure names the variable."""
+        try:
+            self.put(artifact_id, view)
+        except StorageError as exc:
+            raise StorageError(
+                exc.code,
+                f"could not save the variable {name!r} ({human_size(size)}): "
+                + exc.message.split(": ", 1)[-1],
+                name=name,
+                hint=exc.hint,
+                details={**exc.details, "variable": name, "bytes": size},
+            ) from exc
 
     def put(self, artifact_id: str, view: memoryview) -> None:
         """Store ``view`` as ``artifact_id`` unless it is stored already."""
