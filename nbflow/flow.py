@@ -8,6 +8,7 @@ call :meth:`Flow.resume`. Contexts are JSON documents unless another codec is gi
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -58,6 +59,9 @@ class Flow:
     ) -> None:
         self.name = name
         self.home = Home(Path(home) if home is not None else default_home())
+        notice = self.home.network_notice()
+        if notice is not None:
+            logging.getLogger("nbflow").warning(notice)
         self.run_config = run_config or RunConfig()
         self._states: dict[str, StateSpec] = {}
         self._upstream: dict[str, tuple[str, ...]] = {}

@@ -190,6 +190,9 @@ def run_notebook(
             if output.exists():
                 previous = _read(output, as_version=4)
         progress = Progress(len(notebook.cells), as_json, home, flow_id, cells)
+        notice = home.network_notice()
+        if notice is not None:
+            progress.say(notice)
         setup = (
             "%load_ext nbflow\n"
             f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "

@@ -52,6 +52,9 @@ def load(shell: InteractiveShell) -> KernelSession:
     location = session.location
     notebook = location.notebook or "an unnamed notebook (flow 'untitled')"
     presenter.message(f"nbflow: {notebook}, history in {session.home.root}")
+    notice = session.home.network_notice()
+    if notice is not None:
+        presenter.message(f"nbflow: {notice}")
     session.banner()
     return session
 

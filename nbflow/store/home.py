@@ -55,6 +55,17 @@ class Home:
         """The ``.nbflow`` folder."""
         return self.layout.root
 
+    def network_notice(self) -> str | None:
+        """What to tell the user once when the history is on a network or FUSE mount."""
+        mount = self.database.network_mount
+        if mount is None:
+            return None
+        return (
+            f"{self.root} is on {mount.describe()}: SQLite's WAL is not safe there, so the "
+            "history uses a rollback journal (slower commits). Do not drive one notebook's "
+            "runs from two machines at once; set NBFLOW_HOME to a local folder for speed"
+        )
+
     def _made_here(self) -> bool:
         """Whether this user's nbflow made the folder: owned by this user, private modes."""
         try:
