@@ -305,6 +305,7 @@ class Engine(Generic[C]):
                 start=start,
                 facts=dict(history.facts),
                 live=_Live(start.base_snapshot_id, context),
+                attempted=dict(history.last_attempt),
             )
         )
 
@@ -467,6 +468,7 @@ class Engine(Generic[C]):
         start: _Start | None,
         facts: dict[str, object],
         live: _Live[C] | None,
+        attempted: Mapping[str, int] | None = None,
     ) -> Steps:
         def record_fact(key: str, value: object) -> None:
             writer.append(FactRecorded(key=key, value=value))
@@ -482,7 +484,9 @@ class Engine(Generic[C]):
                 found_start = True
                 attempt, base = start.attempt, start.base_snapshot_id
             else:
-                attempt, base = 0, current_snapshot_id
+                # A state discarded by a fallback was attempted before: number on.
+                attempt = (attempted or {}).get(spec.id, -1) + 1
+                base = current_snapshot_id
             policy = _policy(manifest, spec)
             while True:
                 outcome = yield from self._attempt(
