@@ -629,11 +629,13 @@ class KernelSession:
         if not newest or newest[0].status != "running":
             return
         record = newest[0]
+        owner = self.home.leases.live_owner(record.run_id)
         view = banner_view(
             self.home.events,
             self.flow_id,
             self._states_total(record.manifest_id),
             self._why_not_resumable(record.run_id),
+            running=owner is not None,
         )
         if view is not None:
             self.presenter.banner(view)
@@ -642,7 +644,7 @@ class KernelSession:
         """Why an interrupted run cannot be resumed from this kernel, or None."""
         owner = self.home.leases.live_owner(run_id)
         if owner is not None:
-            return f"It is running right now in {owner.describe()}: wait for it there."
+            return f"It runs in {owner.describe()}: follow it there, or wait for it to end."
         try:
             history = self.engine.history(run_id)
         except NbflowError as exc:

@@ -170,7 +170,11 @@ def states_in_run(events: list[EventEnvelope], manifest_states: int | None) -> i
 
 
 def banner_view(
-    events: EventStore, flow_id: str, states_total: int, blocked: str | None = None
+    events: EventStore,
+    flow_id: str,
+    states_total: int,
+    blocked: str | None = None,
+    running: bool = False,
 ) -> BannerView | None:
     """The banner for the newest run of ``flow_id`` when it was interrupted; ``blocked``
     says why it cannot be resumed from here, if it cannot."""
@@ -192,6 +196,7 @@ def banner_view(
         done + before,
         states_total + before,
         blocked,
+        running,
     )
 
 

@@ -71,3 +71,5 @@ class BannerView:
     blocked: str | None = None
     """Why the run cannot be resumed from here (made elsewhere, running elsewhere); the
     banner then says so and offers no Resume."""
+    running: bool = False
+    """The run is being driven right now by another process (not interrupted)."""

@@ -103,10 +103,14 @@ class TextPresenter:
             else "        %flow resume continues it; %flow restore brings back the variables; "
             "%flow cancel ends it."
         )
+        when = (
+            f"is running{where} right now"
+            if view.running
+            else f"was interrupted{where} at {clock(view.interrupted_at_us)}"
+        )
         self._print(
-            f"nbflow: run {view.run_id[:8]} of {view.flow_id} was interrupted{where} "
-            f"at {clock(view.interrupted_at_us)} ({view.states_done} of {view.states_total} "
-            f"states done).\n{what}"
+            f"nbflow: run {view.run_id[:8]} of {view.flow_id} {when} ({view.states_done} of "
+            f"{view.states_total} states done).\n{what}"
         )
 
     def progress(self, state_id: str, attempt: int, what: str) -> None:

@@ -161,9 +161,13 @@ class WidgetPresenter:
 
     def banner(self, view: BannerView) -> None:
         where = f" in state <b>{html.escape(view.state_id)}</b>" if view.state_id else ""
+        when = (
+            f"is running{where} right now"
+            if view.running
+            else f"was interrupted{where} at {clock(view.interrupted_at_us)}"
+        )
         message = widgets.HTML(
-            f"⚠ Run <code>{view.run_id[:8]}</code> of {html.escape(view.flow_id)} was "
-            f"interrupted{where} at {clock(view.interrupted_at_us)} "
+            f"⚠ Run <code>{view.run_id[:8]}</code> of {html.escape(view.flow_id)} {when} "
             f"({view.states_done} of {view.states_total} states done)."
         )
         fit = widgets.Layout(width="auto", min_width="110px")
