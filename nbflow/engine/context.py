@@ -68,7 +68,8 @@ class JsonContextCodec:
                 "inside the state that needs them",
                 details={"findings": findings},
             )
-        return self._artifacts.put_signed(data)
+        # Not signed: a JSON document is parsed, never unpickled or run (see signing.py).
+        return self._artifacts.put(data)
 
     def verify(self, snapshot_id: str) -> None:
         """Raise if the document ``snapshot_id`` is damaged or missing."""

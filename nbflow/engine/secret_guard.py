@@ -19,12 +19,22 @@ from nbflow.hashing.ids import is_content_id
 from nbflow.hashing.redact import KnownSecrets, Redaction, redact
 from nbflow.hashing.secrets import find_secrets
 from nbflow.model.errors import ErrorInfo
-from nbflow.model.events import Event, Note, StateFailed
+from nbflow.model.events import (
+    Event,
+    Note,
+    RetryScheduled,
+    RunCompleted,
+    RunStarted,
+    StateCompleted,
+    StateEntered,
+    StateFailed,
+)
 
 Reporter = Callable[[str, list[Redaction]], None]
 """Told what was redacted, and where (``state 'fetch'``), so the user can be told once."""
 
 _CHECKED_MIN = 8  # shorter strings (state names, statuses) cannot hold a token
+_ONLY_NAMES_AND_IDS = (RunStarted, StateEntered, StateCompleted, RunCompleted, RetryScheduled)
 
 
 class SecretGuard:
@@ -36,6 +46,10 @@ class SecretGuard:
 
     def check(self, event: Event) -> Event:
         """``event`` as it may be written."""
+        if isinstance(event, _ONLY_NAMES_AND_IDS):
+            # State ids and the flow id were checked with the manifest; the rest are
+            # content ids, numbers and nbflow's own words. The hot path stays cheap.
+            return event
         if isinstance(event, StateFailed):
             error, done = self._redact_error(event.error)
             if done:

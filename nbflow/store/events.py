@@ -12,7 +12,7 @@ import abc
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
@@ -207,7 +207,17 @@ class SqliteEventStore(EventStore):
             elif isinstance(env.event, StateEntered):
                 record = replace(record, last_state=env.event.state_id)
         record = replace(record, head_seq=envelopes[-1].seq, updated_us=at_us)
-        columns = astuple(record)
+        columns = (
+            record.run_id,
+            record.flow_id,
+            record.manifest_id,
+            record.status,
+            record.started_us,
+            record.finished_us,
+            record.updated_us,
+            record.head_seq,
+            record.last_state,
+        )
         conn.execute(
             f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}, crc)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -13,6 +13,9 @@ follows ``JUPYTER_DATA_DIR``, ``XDG_DATA_HOME`` and ``HOME``): never in a notebo
 so copying a project never copies the key. It is created 0600 on first use; a key file
 that others can read, or that another user owns, is refused.
 
+JSON contexts of the Python API are not signed: they are parsed, never unpickled or run,
+and the manifest that names their code is signed.
+
 Signatures are rows of the ``signatures`` table rather than fields inside the documents:
 a document's id stays the hash of its content alone, so identical manifests are still
 recognised as identical, and adopting a foreign history (``nbflow trust``) adds rows
