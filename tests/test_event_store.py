@@ -173,3 +173,30 @@ def test_history_survives_reopening(tmp_path: Path) -> None:
         first.events.append("r", 0, [started(), Note(text="kept")])
     with Home(tmp_path / ".nbflow") as second:
         assert [e.event.kind for e in second.events.read_range("r")] == ["run_started", "note"]
+
+
+def test_a_damaged_index_entry_is_rebuilt_from_the_rows_on_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / ".nbflow"
+    with Home(root) as home:
+        for index in range(300):
+            home.events.append(f"run{index:04d}", 0, [started("alpha" if index % 2 else "beta")])
+    conn = sqlite3.connect(root / "nbflow.db")
+    (page,) = conn.execute(
+        "SELECT pageno FROM dbstat WHERE name = 'runs_by_flow' AND pagetype = 'leaf' LIMIT 1"
+    ).fetchone()
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray((root / "nbflow.db").read_bytes())
+    start = (page - 1) * page_size
+    at = data.index(b"alpha", start, start + page_size)
+    data[at : at + 5] = b"alphb"  # an index entry now names a flow its row does not
+    (root / "nbflow.db").write_bytes(bytes(data))
+    with Home(root) as home:
+        assert home.database.repaired
+        assert len(home.events.runs(flow_id="alpha")) == 150
+        assert home.events.runs(flow_id="alphb") == []
+    assert "damaged index entries were rebuilt" in caplog.text
+    with Home(root) as home:
+        assert home.database.repaired == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
@@ -41,6 +42,12 @@ class Home:
             self.leases = SqliteLeases(self.database, events)
             if self.database.migrated_from is not None and self._made_here():
                 self.adopt_legacy_history()
+            if self.database.repaired:
+                logging.getLogger("nbflow.store").warning(
+                    "%s: damaged index entries were rebuilt from the intact rows: %s",
+                    self.layout.database,
+                    "; ".join(self.database.repaired[:3]),
+                )
         except BaseException:
             self.database.close()
             raise
