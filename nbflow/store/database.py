@@ -145,7 +145,7 @@ class Database:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise StorageError(
                 "store_unreadable",
                 f"{path} is not a readable SQLite database: {exc}",
@@ -176,7 +176,7 @@ class Database:
                 self._migrate(conn, version)
             else:
                 self._check_indexes(conn)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             conn.close()
             raise self.failure(exc, "open") from exc
         except BaseException:
@@ -297,7 +297,7 @@ class Database:
                 conn.execute("COMMIT")
             except BaseException as exc:
                 _rollback(conn)
-                if isinstance(exc, (sqlite3.Error, OSError)):
+                if isinstance(exc, (sqlite3.Error, OSError, UnicodeDecodeError)):
                     raise self.failure(exc, "write") from exc
                 raise
         faults.hit("event.committed")
@@ -311,7 +311,8 @@ class Database:
         with self.lock:
             try:
                 yield self.conn
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, UnicodeDecodeError) as exc:
+                # Text that is not UTF-8 any more is damage too: SQLite stores what it got.
                 raise self.failure(exc, "read") from exc
 
     def checkpoint(self) -> None:
@@ -361,6 +362,7 @@ class Database:
             )
         if (
             primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+            or isinstance(exc, UnicodeDecodeError)
             or "malformed" in text
             or ("not a database" in text)
         ):
