@@ -62,3 +62,37 @@ def test_exactly_one_of_two_processes_wins_each_race(tmp_path: Path) -> None:
     assert [e.seq for e in events] == list(range(1, ROUNDS + 2))  # no gap, no duplicate
     texts = [e.event.text for e in events[1:]]  # type: ignore[union-attr]
     assert [int(t.split()[-1]) for t in texts] == list(range(ROUNDS))
+
+
+def test_a_reader_never_sees_a_stream_longer_than_its_index_while_a_writer_appends(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from nbflow.model import Note, RunStarted
+    from nbflow.store import Home
+
+    snap = "blake3:" + "1" * 64
+    root = tmp_path / ".nbflow"
+    with Home(root) as writer_home:
+        writer_home.events.append(
+            "r", 0, [RunStarted(op_id="f", manifest_id=snap, initial_snapshot_id=snap)]
+        )
+    done = threading.Event()
+
+    def write() -> None:
+        with Home(root) as home:
+            for seq in range(1, 400):
+                home.events.append("r", seq, [Note(text=f"note {seq}")])
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    with Home(root) as reader:
+        while not done.is_set() or reads < 5:
+            stream = reader.events.read_range("r")  # never store_corrupt mid-append
+            assert [e.seq for e in stream] == list(range(1, len(stream) + 1))
+            reads += 1
+    writer.join()
+    assert reads >= 5

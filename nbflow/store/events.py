@@ -233,13 +233,15 @@ class SqliteEventStore(EventStore):
     ) -> list[EventEnvelope]:
         with self.database.reading() as conn:
             record = self.run_in(conn, run_id)
+            head = record.head_seq if record else 0
+            last = head if end is None else min(end, head)
+            # Bounded by the head just read: a writer may append between the two reads,
+            # and events past that head are not part of what the index row describes.
             rows = conn.execute(
                 "SELECT seq, at_us, kind, body, crc FROM events"
                 " WHERE run_id = ? AND seq >= ? AND seq <= ? ORDER BY seq",
-                (run_id, start, end if end is not None else 2**62),
+                (run_id, start, last),
             ).fetchall()
-        head = record.head_seq if record else 0
-        last = head if end is None else min(end, head)
         expected = list(range(start, last + 1))
         if [row[0] for row in rows] != expected:
             raise self._corrupt(
