@@ -644,3 +644,31 @@ def test_detection_accepts_any_text(text: str) -> None:
     for finding in findings:
         assert finding.where == "w"
     assert looks_like_credential_name(text) in (True, False)
+
+
+@given(json_values)
+@settings(max_examples=300)
+def test_the_fast_first_look_never_misses_what_the_full_check_finds(value: Any) -> None:
+    from nbflow.hashing.secrets import might_hold_secret
+
+    text = json.dumps(value, ensure_ascii=False)
+    if find_secrets(value):
+        assert might_hold_secret(text)
+
+
+def test_the_fast_first_look_sees_every_planted_kind() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from secret_corpus import formatted_token
+
+    from nbflow.hashing.secrets import might_hold_secret
+
+    rng = random.Random(5)
+    for index in range(40):
+        token = formatted_token(rng, index)
+        assert find_secrets({"v": token})
+        assert might_hold_secret(json.dumps({"v": token}))
+    assert might_hold_secret('{"DB_Password": "x"}')
+    assert not might_hold_secret('{"state": 3, "payload": "hello"}')

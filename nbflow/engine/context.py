@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from nbflow.errors import ContextError
 from nbflow.hashing.redact import KnownSecrets
-from nbflow.hashing.secrets import find_secrets
+from nbflow.hashing.secrets import find_secrets, might_hold_secret
 from nbflow.store.artifacts import ArtifactStore
 
 C = TypeVar("C")
@@ -58,7 +58,9 @@ class JsonContextCodec:
                 hint="return only dicts, lists, strings, numbers, booleans and None from a state",
             ) from exc
         text = data.decode("utf-8")
-        findings = [f"{f.kind} at {f.where}" for f in find_secrets(context)]
+        findings = []
+        if might_hold_secret(text):
+            findings += [f"{f.kind} at {f.where}" for f in find_secrets(context)]
         findings += [f"the value of {source}" for source in self._secrets.find(text)]
         if findings:
             raise ContextError(

@@ -107,6 +107,21 @@ QUOTED_KEY_LITERAL = re.compile(
 )
 
 
+_MIGHT_HOLD = re.compile(
+    r"(?i)pass|secret|cred|key|token|auth"
+    r"|AKIA|ASIA|AGPA|AIDA|AROA|AIza|gh[pousr]_|github_pat_|glpat-|xox|xapp-|sk_|rk_|sk-"
+    r"|hf_|eyJ|-----BEGIN|hooks\.slack"
+)
+"""Every secret :func:`find_secrets` finds holds one of these: a credential word of a name,
+or the fixed start of a token format. Text without any cannot hold one."""
+
+
+def might_hold_secret(text: str) -> bool:
+    """False when ``text`` certainly holds no secret :func:`find_secrets` would find; a fast
+    first look (one regular expression) before the full check."""
+    return _MIGHT_HOLD.search(text) is not None
+
+
 @dataclass(frozen=True)
 class SecretFinding:
     """One suspected secret: what kind and where; the value itself is never kept."""
