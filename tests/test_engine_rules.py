@@ -528,11 +528,11 @@ def died_before_run_completed(home: Home, plan: Plan, bodies: dict[str, Any]) ->
 
     real_append = home.events.append
 
-    def append_then_die(run_id: str, expected: int, events: Any) -> Any:
+    def append_then_die(run_id: str, expected: int, events: Any, within: Any = None) -> Any:
         if events[-1].kind == "run_completed":
             real_append(run_id, expected, events[:-1])
             raise Died
-        return real_append(run_id, expected, events)
+        return real_append(run_id, expected, events, within=within)
 
     home.events.append = append_then_die  # type: ignore[method-assign,assignment]
     try:
@@ -584,12 +584,12 @@ def test_resume_starts_never_failed_state_from_last_checkpoint(home: Home) -> No
     class Died(BaseException):
         pass
 
-    def die_before_b(run_id: str, expected: int, events: Any) -> Any:
+    def die_before_b(run_id: str, expected: int, events: Any, within: Any = None) -> Any:
         if any(getattr(e, "state_id", None) == "b" for e in events):
             # commit what came before b (a's completion), then die
             real_append(run_id, expected, [e for e in events if e.kind == "state_completed"])
             raise Died
-        return real_append(run_id, expected, events)
+        return real_append(run_id, expected, events, within=within)
 
     home.events.append = die_before_b  # type: ignore[method-assign,assignment]
     with pytest.raises(Died):

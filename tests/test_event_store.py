@@ -183,13 +183,14 @@ def test_a_damaged_index_entry_is_rebuilt_from_the_rows_on_open(
         for index in range(300):
             home.events.append(f"run{index:04d}", 0, [started("alpha" if index % 2 else "beta")])
     conn = sqlite3.connect(root / "nbflow.db")
-    (page,) = conn.execute(
-        "SELECT pageno FROM dbstat WHERE name = 'runs_by_flow' AND pagetype = 'leaf' LIMIT 1"
-    ).fetchone()
+    leaves = conn.execute(
+        "SELECT pageno FROM dbstat WHERE name = 'runs_by_flow' AND pagetype = 'leaf'"
+    ).fetchall()
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     conn.close()
     data = bytearray((root / "nbflow.db").read_bytes())
-    start = (page - 1) * page_size
+    starts = [(page - 1) * page_size for (page,) in leaves]
+    start = next(s for s in starts if data.find(b"alpha", s, s + page_size) >= 0)
     at = data.index(b"alpha", start, start + page_size)
     data[at : at + 5] = b"alphb"  # an index entry now names a flow its row does not
     (root / "nbflow.db").write_bytes(bytes(data))

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic
 
 from nbflow.engine.attempt import error_from_exception
@@ -55,7 +56,7 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
 from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.events import EventStore
-from nbflow.store.leases import LeaseKeeper, SqliteLeases, current_owner
+from nbflow.store.leases import Lease, SqliteLeases, current_owner
 
 Listener = Callable[[EventEnvelope], None]
 
@@ -193,12 +194,13 @@ class Engine(Generic[C]):
         order = topological_order(request.plan)
         bodies = {spec.id: self._resolve(request.manifest, spec) for spec in order}
         run_id = uuid.uuid4().hex
-        keeper = self._take_lease(run_id, request.plan.flow_id)
+        lease = None
+        if self.leases is not None:  # nobody can know the run yet: taken with RunStarted
+            lease = self.leases.new_lease(run_id, current_owner(request.plan.flow_id))
         try:
-            return (yield from self._start_held(request, order, bodies, run_id))
+            return (yield from self._start_held(request, order, bodies, run_id, lease))
         finally:
-            if keeper is not None:
-                keeper.release()
+            self._let_go(lease)
 
     def _start_held(
         self,
@@ -206,10 +208,14 @@ class Engine(Generic[C]):
         order: list[StateSpec],
         bodies: dict[str, Body[C]],
         run_id: str,
+        lease: Lease | None,
     ) -> Steps:
         log = RunLogger(run_id)
         initial_snapshot_id = self.codec.capture(request.initial_context)
-        writer = self._writer(run_id, 0)
+        writer = self._writer(run_id, 0, lease)
+        take = None
+        if self.leases is not None and lease is not None:
+            take = partial(self.leases.insert_in, lease=lease)
         writer.append(
             RunStarted(
                 op_id=request.plan.flow_id,
@@ -217,7 +223,10 @@ class Engine(Generic[C]):
                 initial_snapshot_id=initial_snapshot_id,
             ),
             *request.notes,
+            within=take,
         )
+        if self.leases is not None and lease is not None:
+            self.leases.hold(lease)
         log.info("run started from manifest %s", request.manifest_id)
         return (
             yield from self._run_states(
@@ -235,24 +244,24 @@ class Engine(Generic[C]):
 
     def _resume_steps(self, run_id: str) -> Steps:
         record = self.events.run(run_id)
-        keeper = None
-        if record is not None and record.status == "running":
-            keeper = self._take_lease(run_id, record.flow_id)
+        lease = None
+        if self.leases is not None and record is not None and record.status == "running":
+            # run_in_progress if another live process drives it; taken over if it is gone
+            lease = self.leases.acquire(run_id, current_owner(record.flow_id))
+            self.leases.hold(lease)
         try:
-            return (yield from self._resume_held(run_id))
+            return (yield from self._resume_held(run_id, lease))
         finally:
-            if keeper is not None:
-                keeper.release()
+            self._let_go(lease)
 
-    def _take_lease(self, run_id: str, flow_id: str | None) -> LeaseKeeper | None:
-        """Hold ``run_id``'s lease while it is driven; ``run_in_progress`` if another
-        live process holds it."""
-        if self.leases is None:
-            return None
-        lease = self.leases.acquire(run_id, current_owner(flow_id))
-        return LeaseKeeper(self.leases, lease)
+    def _let_go(self, lease: Lease | None) -> None:
+        """Give up a lease still held when the steps end without ``RunCompleted`` (an
+        interrupt, a failpoint, an error); one that ended the run went with it."""
+        if self.leases is not None and lease is not None and self.leases.holds(lease):
+            with contextlib.suppress(NbflowError):  # a lease left behind expires
+                self.leases.release(lease)
 
-    def _resume_held(self, run_id: str) -> Steps:
+    def _resume_held(self, run_id: str, lease: Lease | None) -> Steps:
         history = self.history(run_id)
         if history.run_completed is not None:
             RunLogger(run_id).info("run already ended; nothing to resume")
@@ -274,7 +283,7 @@ class Engine(Generic[C]):
                 f"run {run_id} completed states its manifest does not have: {sorted(unknown)}",
                 name=run_id,
             )
-        writer = self._writer(run_id, history.head_seq)
+        writer = self._writer(run_id, history.head_seq, lease)
         log = RunLogger(run_id)
         while True:
             start = self._resume_point(history, manifest, order, writer, log)
@@ -356,7 +365,11 @@ class Engine(Generic[C]):
         history = self.history(run_id)
         if history.run_completed is not None:
             return _ended_result(run_id, history)
-        writer = self._writer(run_id, history.head_seq)
+        lease = None
+        if self.leases is not None:  # a run driven elsewhere right now is not cancelled
+            lease = self.leases.acquire(run_id, current_owner(history.started.op_id))
+            history = self.history(run_id)  # a takeover appended to it
+        writer = self._writer(run_id, history.head_seq, lease)
         writer.append(
             RunCompleted(status=RunStatus.CANCELLED, final_snapshot_id=history.last_checkpoint)
         )
@@ -587,8 +600,10 @@ class Engine(Generic[C]):
         writer.append(StateFailed(state_id=spec.id, attempt=attempt, error=error))
         return error
 
-    def _writer(self, run_id: str, head_seq: int) -> RunWriter:
-        return RunWriter(self.events, run_id, head_seq, self.listeners, self._guard)
+    def _writer(self, run_id: str, head_seq: int, lease: Lease | None = None) -> RunWriter:
+        return RunWriter(
+            self.events, run_id, head_seq, self.listeners, self._guard, self.leases, lease
+        )
 
     def _redacted(self, where: str, done: list[Redaction]) -> None:
         for listener in self.redaction_listeners:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from nbflow.engine.secret_guard import SecretGuard
-from nbflow.model.events import Event, EventEnvelope
-from nbflow.store.events import EventStore
+from nbflow.model.events import Event, EventEnvelope, RunCompleted
+from nbflow.store.events import EventStore, Within
+from nbflow.store.leases import Lease, SqliteLeases
 
 
 class RunWriter:
@@ -27,22 +30,35 @@ class RunWriter:
         head_seq: int,
         listeners: Sequence[Callable[[EventEnvelope], None]] = (),
         guard: SecretGuard | None = None,
+        leases: SqliteLeases | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._events = events
         self._guard = guard
+        self._leases = leases
+        self.lease = lease
+        """The lease this writer's process drives the run under; given up in the same
+        transaction as ``RunCompleted``."""
         self._listeners = listeners
         self.run_id = run_id
         self.head_seq = head_seq
         self._staged: list[Event] = []
 
-    def append(self, *events: Event) -> list[EventEnvelope]:
-        """Durably append the staged events and ``events``."""
+    def append(self, *events: Event, within: Within | None = None) -> list[EventEnvelope]:
+        """Durably append the staged events and ``events`` (and ``within``, in the same
+        transaction)."""
         batch = [*self._staged, *events]
         if not batch:
             return []
         if self._guard is not None:
             batch = [self._guard.check(event) for event in batch]
-        envelopes = self._events.append(self.run_id, self.head_seq, batch)
+        ending = self.lease is not None and any(isinstance(e, RunCompleted) for e in batch)
+        if ending and self._leases is not None and self.lease is not None:
+            release = partial(self._leases.release_in, lease=self.lease)
+            within = _both(within, release)
+        envelopes = self._events.append(self.run_id, self.head_seq, batch, within=within)
+        if ending and self._leases is not None and self.lease is not None:
+            self._leases.drop(self.lease)
         self._staged.clear()
         self.head_seq = envelopes[-1].seq
         for listener in self._listeners:
@@ -57,3 +73,14 @@ class RunWriter:
     def flush(self) -> None:
         """Commit staged events, if any."""
         self.append()
+
+
+def _both(first: Within | None, second: Within) -> Within:
+    if first is None:
+        return second
+
+    def both(conn: sqlite3.Connection) -> None:
+        first(conn)
+        second(conn)
+
+    return both

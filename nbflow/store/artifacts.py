@@ -180,9 +180,10 @@ class ArtifactStore:
             self._signatures.put([row])
 
     def put_signed(self, data: bytes | memoryview) -> str:
-        """:meth:`put` a document and sign it."""
-        artifact_id = self.put(data)
-        self.sign(artifact_id)
+        """:meth:`put` a document and sign it (in one commit)."""
+        with self.batch():
+            artifact_id = self.put(data)
+            self.sign(artifact_id)
         return artifact_id
 
     def is_signed(self, artifact_id: str) -> bool:

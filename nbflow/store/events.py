@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
@@ -27,6 +27,9 @@ from nbflow.model.events import (
 from nbflow.store.database import Database, row_checksum
 
 RUNNING = "running"
+
+Within = Callable[[sqlite3.Connection], None]
+"""More writes to make in an append's transaction."""
 
 _RUN_COLUMNS = (
     "run_id, flow_id, manifest_id, status, started_us, finished_us, updated_us, head_seq,"
@@ -61,9 +64,15 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def append(
-        self, run_id: str, expected_seq: int, events: Sequence[Event]
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        *,
+        within: Within | None = None,
     ) -> list[EventEnvelope]:
-        """Append ``events`` after sequence number ``expected_seq``.
+        """Append ``events`` after sequence number ``expected_seq``; ``within`` runs in the
+        same transaction (a lease taken or given up with the events).
 
         Raises :class:`SequenceConflictError` (code ``sequence_conflict``) when the stream's
         head is not ``expected_seq``: another writer got there first. Returns the envelopes
@@ -115,7 +124,12 @@ class SqliteEventStore(EventStore):
     # -- EventStore --------------------------------------------------------------------
 
     def append(
-        self, run_id: str, expected_seq: int, events: Sequence[Event]
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        *,
+        within: Within | None = None,
     ) -> list[EventEnvelope]:
         if not events:
             return []
@@ -126,6 +140,8 @@ class SqliteEventStore(EventStore):
         ]
         with self.database.transaction(carry=True) as conn:
             self.append_in(conn, run_id, expected_seq, envelopes)
+            if within is not None:
+                within(conn)
         return envelopes
 
     def append_in(

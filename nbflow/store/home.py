@@ -100,6 +100,7 @@ class Home:
     def close(self) -> None:
         """Make pending writes durable, checkpoint the WAL and close the database."""
         try:
+            self.leases.close()
             self.artifacts.flush()
         finally:
             self.database.close()

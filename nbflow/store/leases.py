@@ -109,6 +109,20 @@ class SqliteLeases:
     def __init__(self, database: Database, events: SqliteEventStore) -> None:
         self.database = database
         self._events = events
+        self._held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @staticmethod
+    def new_lease(run_id: str, owner: LeaseOwner) -> Lease:
+        """A lease of a run that nobody else can know of yet (written with its start)."""
+        now = now_us()
+        return Lease(run_id, owner, now, now + LEASE_TTL_US)
+
+    def insert_in(self, conn: sqlite3.Connection, lease: Lease) -> None:
+        """Write ``lease`` inside the caller's transaction (the one that starts its run)."""
+        self._write(conn, lease)
 
     def acquire(self, run_id: str, owner: LeaseOwner) -> Lease:
         """Take the lease of ``run_id`` for ``owner``, or raise ``run_in_progress``.
@@ -139,11 +153,55 @@ class SqliteLeases:
         return True
 
     def release(self, lease: Lease) -> None:
-        """Give ``lease`` up (only if it is still its owner's)."""
+        """Stop renewing ``lease`` and give it up (only if it is still its owner's)."""
+        self.drop(lease)
         with self.database.transaction() as conn:
-            held = self._read(conn, lease.run_id)
-            if held is not None and held.owner.same_process(lease.owner):
-                conn.execute("DELETE FROM leases WHERE run_id = ?", (lease.run_id,))
+            self.release_in(conn, lease)
+
+    def release_in(self, conn: sqlite3.Connection, lease: Lease) -> None:
+        """Give ``lease`` up inside the caller's transaction (the one that ends its run)."""
+        held = self._read(conn, lease.run_id)
+        if held is not None and held.owner.same_process(lease.owner):
+            conn.execute("DELETE FROM leases WHERE run_id = ?", (lease.run_id,))
+
+    # -- renewal -----------------------------------------------------------------------
+
+    def hold(self, lease: Lease) -> None:
+        """Renew ``lease`` every :data:`RENEW_EVERY_S` until :meth:`drop`.
+
+        One daemon thread per history renews every lease this process holds, started on
+        first use: a run costs no thread of its own.
+        """
+        with self._lock:
+            self._held[lease.run_id] = lease
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_all, name="nbflow-leases", daemon=True
+                )
+                self._renewer.start()
+
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing ``lease``."""
+        with self._lock:
+            self._held.pop(lease.run_id, None)
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether this process still renews ``lease``."""
+        with self._lock:
+            return self._held.get(lease.run_id) is lease
+
+    def close(self) -> None:
+        """Stop the renewing thread (leases still held then expire or are taken over)."""
+        self._stop.set()
+
+    def _renew_all(self) -> None:
+        while not self._stop.wait(RENEW_EVERY_S):
+            with self._lock:
+                leases = list(self._held.values())
+            for lease in leases:
+                with contextlib.suppress(NbflowError):  # busy or full: next round
+                    if not self.renew(lease):
+                        self.drop(lease)
 
     def lease(self, run_id: str) -> Lease | None:
         """The lease of ``run_id``, or None."""
@@ -212,29 +270,3 @@ def _in_progress(held: Lease) -> RunInProgressError:
         "run can be resumed here",
         details={"owner": held.owner.model_dump()},
     )
-
-
-class LeaseKeeper:
-    """Holds a lease for as long as a run is driven, renewing it on a daemon thread."""
-
-    def __init__(self, leases: SqliteLeases, lease: Lease) -> None:
-        self._leases = leases
-        self.lease = lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._renew, name=f"nbflow-lease-{lease.run_id[:8]}", daemon=True
-        )
-        self._thread.start()
-
-    def _renew(self) -> None:
-        while not self._stop.wait(RENEW_EVERY_S):
-            with contextlib.suppress(NbflowError):  # a busy or full disk: try again later
-                if not self._leases.renew(self.lease):
-                    return
-
-    def release(self) -> None:
-        """Stop renewing and give the lease up."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        with contextlib.suppress(NbflowError):  # a run whose lease is left expires
-            self._leases.release(self.lease)
