@@ -568,7 +568,7 @@ _WORKER: tuple[Pristine, Path, int] | None = None
 def _worker_init(pristine: Pristine, scratch: Path, seed: int) -> None:
     global _WORKER
     _WORKER = (pristine, scratch, seed)
-    _quiet()
+    _quiet().__enter__()  # a worker process of its own: quiet for its whole life
 
 
 def _worker_trial(index: int) -> Trial:
@@ -577,12 +577,19 @@ def _worker_trial(index: int) -> Trial:
     return run_trial(pristine, scratch, seed, index)
 
 
-def _quiet() -> None:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     """nbflow logs a warning for every checkpoint a resume falls back past: keep the
-    bench's output to its table."""
+    bench's output to its table (and give the level back, for the tests that import it)."""
     import logging
 
-    logging.getLogger("nbflow").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("nbflow")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _trials(
@@ -609,7 +616,18 @@ def run_trials(
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
     """Build (or reuse) a pristine history and run ``flips`` damaged trials against it."""
-    _quiet()
+    with _quiet():
+        return _run_trials(flips, seed, jobs, workdir, pristine_home, progress)
+
+
+def _run_trials(
+    flips: int,
+    seed: int,
+    jobs: int,
+    workdir: Path | None,
+    pristine_home: Path | None,
+    progress: Callable[[int], None] | None,
+) -> Summary:
     started = time.perf_counter()
     summary = Summary()
     with tempfile.TemporaryDirectory(prefix="nbflow-corruption-", dir=workdir) as tmp:
@@ -662,8 +680,7 @@ def report(summary: Summary, seed: int) -> str:
 
 def replay(seed: int, index: int, workdir: Path | None, pristine_home: Path | None) -> int:
     """Run trial ``index`` alone and print every observation."""
-    _quiet()
-    with tempfile.TemporaryDirectory(prefix="nbflow-corruption-", dir=workdir) as tmp:
+    with _quiet(), tempfile.TemporaryDirectory(prefix="nbflow-corruption-", dir=workdir) as tmp:
         scratch = Path(tmp)
         home = pristine_home if pristine_home is not None else scratch / "pristine" / HOME_DIRNAME
         pristine = prepare(home, scratch)
