@@ -26,6 +26,7 @@ from nbflow.engine import (
     store_manifest,
     topological_order,
 )
+from nbflow.engine.caching import DocumentCache
 from nbflow.errors import NbflowError, StorageError
 from nbflow.model.config import RetryPolicy, RunConfig
 from nbflow.model.manifest import Manifest
@@ -66,14 +67,17 @@ class Flow:
         self._states: dict[str, StateSpec] = {}
         self._upstream: dict[str, tuple[str, ...]] = {}
         self._bodies: dict[str, Body[Any]] = {}
+        context_codec = codec(self.home.artifacts)
         self.engine: Engine[Any] = Engine(
             self.home.artifacts,
             self.home.events,
-            codec(self.home.artifacts),
+            context_codec,
             self._bodies,
             failpoints=failpoints,
             sleep=sleep,
             leases=self.home.leases,
+            cache=self.home.cache,
+            cache_policy=DocumentCache(self._bodies.get, context_codec.restore),
         )
 
     # -- declaring --------------------------------------------------------------------
@@ -90,11 +94,14 @@ class Flow:
         timeout: str | None = None,
         always_run: bool = False,
         source: str | None = None,
+        cache: bool = True,
     ) -> StateSpec:
         """Declare (or redefine) state ``name`` running ``body``; returns its spec.
 
         ``retries`` extra attempts with ``backoff`` (``fixed:2s`` or ``exp:1s..60s``),
-        retrying only exceptions named in ``retry_on`` when given.
+        retrying only exceptions named in ``retry_on`` when given. With ``cache`` (the
+        default), a run whose state has the same code (its helpers followed), the same
+        context and the same parameters as an earlier completed one reuses that result.
         """
         if retries < 0:
             raise NbflowError("bad_retries", "retries must be 0 or more", name=name)
@@ -111,6 +118,7 @@ class Flow:
             retry_on=tuple(retry_on) if retry_on is not None else None,
             timeout_ms=parse_duration_ms(timeout, option="timeout") if timeout else None,
             always_run=always_run,
+            cache=cache,
         )
         self._states[name] = spec
         self._upstream[name] = tuple(dict.fromkeys(after))
@@ -153,9 +161,11 @@ class Flow:
         *,
         parameters: dict[str, Any] | None = None,
         fresh: bool = False,
+        cache: bool = True,
     ) -> RunResult:
         """Run the plan. An unfinished run of the identical manifest is resumed instead,
-        unless ``fresh``. ``context`` is what the first state receives (default ``{}``)."""
+        unless ``fresh``. ``context`` is what the first state receives (default ``{}``).
+        ``cache=False`` executes every state even where an earlier result could be reused."""
         manifest = self.manifest(parameters)
         topological_order(manifest.plan)  # refuse bad plans before writing anything
         manifest_id = store_manifest(self.home.artifacts, manifest)
@@ -164,7 +174,7 @@ class Flow:
                 if record.status == "running" and record.manifest_id == manifest_id:
                     return self.engine.resume(record.run_id)
         request = StartRequest.for_manifest(
-            manifest, manifest_id, {} if context is None else context
+            manifest, manifest_id, {} if context is None else context, use_cache=cache
         )
         return self.engine.start(request)
 

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, Generic
 
 from nbflow.engine.attempt import error_from_exception
+from nbflow.engine.caching import CachePolicy, RunCache
 from nbflow.engine.context import C, ContextCodec
 from nbflow.engine.contract import (
     check_start_contract,
@@ -42,19 +43,23 @@ from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
     AttemptInterrupted,
     CheckpointsDiscarded,
+    Event,
     EventEnvelope,
     FactRecorded,
     RetryScheduled,
     RunCompleted,
     RunStarted,
     RunStatus,
+    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
+    StateKeyed,
 )
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
 from nbflow.store.artifacts import ArtifactStore
+from nbflow.store.cache_index import SqliteCacheIndex
 from nbflow.store.events import EventStore
 from nbflow.store.leases import Lease, SqliteLeases, current_owner
 
@@ -137,10 +142,15 @@ class Engine(Generic[C]):
         sleep: Callable[[float], None] = time.sleep,
         secrets: KnownSecrets | None = None,
         leases: SqliteLeases | None = None,
+        cache: SqliteCacheIndex | None = None,
+        cache_policy: CachePolicy[C] | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.leases = leases
         """Where runs are leased; without it (tests of the engine alone) nothing is."""
+        self.cache = cache
+        self.cache_policy = cache_policy
+        """How states are keyed and served from ``cache``; None: nothing is cached."""
         self.events = events
         self.codec = codec
         self._resolve = _as_resolver(bodies)
@@ -239,6 +249,7 @@ class Engine(Generic[C]):
                 start=None,
                 facts={},
                 live=_Live(initial_snapshot_id, request.initial_context),
+                use_cache=request.use_cache,
             )
         )
 
@@ -467,6 +478,11 @@ class Engine(Generic[C]):
 
     # -- running --------------------------------------------------------------------------
 
+    def _run_cache(self, manifest: Manifest, use_cache: bool) -> RunCache[C] | None:
+        if not use_cache or self.cache is None or self.cache_policy is None:
+            return None
+        return RunCache(self.cache_policy, self.cache, manifest)
+
     def _run_states(
         self,
         manifest: Manifest,
@@ -480,11 +496,13 @@ class Engine(Generic[C]):
         facts: dict[str, object],
         live: _Live[C] | None,
         attempted: Mapping[str, int] | None = None,
+        use_cache: bool = True,
     ) -> Steps:
         def record_fact(key: str, value: object) -> None:
             writer.append(FactRecorded(key=key, value=value))
 
         scope = FactScope(facts, record_fact, self.secrets)
+        cache = self._run_cache(manifest, use_cache)
         found_start = start is None
         for spec in order:
             if spec.id in completed:
@@ -501,7 +519,7 @@ class Engine(Generic[C]):
             policy = _policy(manifest, spec)
             while True:
                 outcome = yield from self._attempt(
-                    spec, bodies[spec.id], attempt, base, writer, scope, live
+                    spec, bodies[spec.id], attempt, base, writer, scope, live, cache
                 )
                 if isinstance(outcome, _Live):
                     live = outcome
@@ -546,6 +564,7 @@ class Engine(Generic[C]):
         writer: RunWriter,
         scope: FactScope,
         live: _Live[C] | None,
+        cache: RunCache[C] | None = None,
     ) -> Generator[CallBody[C], C, _Live[C] | ErrorInfo | None]:
         """Run one attempt: the new live context, the failure, or None at the failpoint."""
         log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
@@ -556,10 +575,19 @@ class Engine(Generic[C]):
             context = live.context
         else:
             context = self.codec.restore(base_snapshot_id)
-        writer.append(
+        keyed = cache.key(spec, base_snapshot_id, context) if cache is not None else None
+        entered: list[Event] = [
             StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base_snapshot_id)
-        )
+        ]
+        if keyed is not None:
+            entered.append(StateKeyed(state_id=spec.id, key=keyed.key, reason=keyed.reason))
+        writer.append(*entered)
         log.info("attempt started from %s", base_snapshot_id)
+        if cache is not None and keyed is not None and keyed.key is not None:
+            served = self._serve(cache, keyed.key, spec, base_snapshot_id, context, writer)
+            if served is not None:
+                return served
+        started = time.monotonic()
         try:
             result = yield CallBody(spec, attempt, body, context, scope)
         except Exception as exc:
@@ -590,9 +618,52 @@ class Engine(Generic[C]):
             raise
         except NbflowError as exc:
             return self._fail(spec, attempt, writer, exc.info())
-        writer.stage(StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id))
+        within = None
+        if cache is not None and keyed is not None and keyed.key is not None:
+            took_ms = int((time.monotonic() - started) * 1000)
+            within = cache.record(
+                keyed.key, spec, writer.run_id, base_snapshot_id, snapshot_id, took_ms
+            )
+        writer.stage(StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id), within)
         log.info("completed with snapshot %s", snapshot_id)
         return _Live(snapshot_id, result)
+
+    def _serve(
+        self,
+        cache: RunCache[C],
+        key: str,
+        spec: StateSpec,
+        base_snapshot_id: str,
+        context: C,
+        writer: RunWriter,
+    ) -> _Live[C] | None:
+        """Complete the open attempt from the cache, if an intact entry has ``key``."""
+        for entry in cache.index.find(key, cache.manifest.flow_id):
+            try:
+                reused = cache.policy.reuse(entry, context)
+                snapshot_id = (
+                    entry.snapshot_id
+                    if entry.base_snapshot_id == base_snapshot_id
+                    else self.codec.capture(reused)
+                )
+            except NbflowError as exc:  # damaged or gone: try the next, or run the code
+                RunLogger(writer.run_id).warning("cache entry not usable: %s", exc.message)
+                continue
+            writer.append(
+                StateCached(
+                    state_id=spec.id,
+                    from_run=entry.run_id,
+                    from_state=entry.state_id,
+                    key=key,
+                    saved_ms=entry.took_ms,
+                )
+            )
+            writer.stage(
+                StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id),
+                partial(cache.index.touch_in, entry=entry),
+            )
+            return _Live(snapshot_id, reused)
+        return None
 
     def _fail(
         self, spec: StateSpec, attempt: int, writer: RunWriter, error: ErrorInfo

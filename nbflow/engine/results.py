@@ -56,6 +56,8 @@ class StartRequest(Generic[C]):
     initial_context: C
     notes: tuple[DomainEvent, ...] = ()
     """Domain events recorded together with ``RunStarted``."""
+    use_cache: bool = True
+    """False (``--no-cache``): every state executes; results are still recorded."""
 
     @classmethod
     def for_manifest(
@@ -64,9 +66,12 @@ class StartRequest(Generic[C]):
         manifest_id: str,
         context: C,
         notes: tuple[DomainEvent, ...] = (),
+        use_cache: bool = True,
     ) -> StartRequest[C]:
         """A request whose plan and run config are the manifest's own."""
-        return cls(manifest, manifest_id, manifest.plan, manifest.run_config, context, notes)
+        return cls(
+            manifest, manifest_id, manifest.plan, manifest.run_config, context, notes, use_cache
+        )
 
 
 class StateTimeout(Exception):  # noqa: N818 - reads as what happened, like TimeoutError

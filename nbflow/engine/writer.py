@@ -43,6 +43,7 @@ class RunWriter:
         self.run_id = run_id
         self.head_seq = head_seq
         self._staged: list[Event] = []
+        self._staged_within: list[Within] = []
 
     def append(self, *events: Event, within: Within | None = None) -> list[EventEnvelope]:
         """Durably append the staged events and ``events`` (and ``within``, in the same
@@ -50,6 +51,8 @@ class RunWriter:
         batch = [*self._staged, *events]
         if not batch:
             return []
+        for staged in self._staged_within:
+            within = _both(within, staged)
         if self._guard is not None:
             batch = [self._guard.check(event) for event in batch]
         ending = self.lease is not None and any(isinstance(e, RunCompleted) for e in batch)
@@ -60,15 +63,18 @@ class RunWriter:
         if ending and self._leases is not None and self.lease is not None:
             self._leases.drop(self.lease)
         self._staged.clear()
+        self._staged_within.clear()
         self.head_seq = envelopes[-1].seq
         for listener in self._listeners:
             for envelope in envelopes:
                 listener(envelope)
         return envelopes
 
-    def stage(self, event: Event) -> None:
-        """Queue ``event`` to be committed with the next append or flush."""
+    def stage(self, event: Event, within: Within | None = None) -> None:
+        """Queue ``event`` (and ``within``) to be committed with the next append or flush."""
         self._staged.append(event)
+        if within is not None:
+            self._staged_within.append(within)
 
     def flush(self) -> None:
         """Commit staged events, if any."""

@@ -35,6 +35,9 @@ class StateOptions:
     retry_on: tuple[str, ...] | None
     timeout_ms: int | None
     always_run: bool
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    cache: bool = True
 
     def spec(self, source: str) -> StateSpec:
         """The state these options declare, running ``source``."""
@@ -45,6 +48,9 @@ class StateOptions:
             retry_on=self.retry_on,
             timeout_ms=self.timeout_ms,
             always_run=self.always_run,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            cache=self.cache,
         )
 
 
@@ -83,6 +89,15 @@ STATE_PARSER.add_argument("--timeout", default=None, metavar="D", help="per atte
 STATE_PARSER.add_argument(
     "--always-run", action="store_true", help="re-execute instead of restoring"
 )
+STATE_PARSER.add_argument(
+    "--inputs", action="append", default=[], metavar="PATH,GLOB", help="files it reads (keyed)"
+)
+STATE_PARSER.add_argument(
+    "--outputs", action="append", default=[], metavar="PATH,GLOB", help="files it writes"
+)
+STATE_PARSER.add_argument(
+    "--no-cache", action="store_true", help="always execute; never reuse an earlier result"
+)
 
 
 def split_args(line: str) -> list[str]:
@@ -93,7 +108,7 @@ def split_args(line: str) -> list[str]:
         raise UsageError(f"cannot read the arguments {line!r}: {exc}") from None
 
 
-LIST_OPTIONS = frozenset({"after", "retry_on", "names"})
+LIST_OPTIONS = frozenset({"after", "retry_on", "names", "inputs", "outputs"})
 """Options whose value is a list of strings; every other value is a string or a flag."""
 
 
@@ -173,7 +188,24 @@ def state_options(line: str) -> StateOptions:
         retry_on=_exception_names(args.retry_on),
         timeout_ms=timeout_ms,
         always_run=bool(args.always_run),
+        inputs=_paths(args.inputs, "--inputs"),
+        outputs=_paths(args.outputs, "--outputs"),
+        cache=not args.no_cache,
     )
+
+
+def _paths(values: list[str], option: str) -> tuple[str, ...]:
+    """Comma-separated paths and globs, relative to the notebook's folder."""
+    paths: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                raise UsageError(f"{option}: empty path in {value!r}")
+            if "\x00" in part:
+                raise UsageError(f"{option}: {part!r} is not a path")
+            paths.append(part)
+    return tuple(dict.fromkeys(paths))
 
 
 FLOW_SUBCOMMANDS: dict[str, MagicArgumentParser] = {}

@@ -22,9 +22,11 @@ from nbflow.model.events import (
     RunCompleted,
     RunStarted,
     RunStatus,
+    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
+    StateKeyed,
     StatesSatisfied,
 )
 from nbflow.model.lease import LeaseOwner
@@ -56,9 +58,11 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "Sequential",
+    "StateCached",
     "StateCompleted",
     "StateEntered",
     "StateFailed",
+    "StateKeyed",
     "StateSpec",
     "StatesSatisfied",
 ]

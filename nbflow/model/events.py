@@ -134,6 +134,28 @@ class LeaseTakenOver(_Event):
     reason: str = Field(description="How the previous owner was found gone.")
 
 
+class StateCached(_Event):
+    """Domain: the open attempt of ``state_id`` was served from the cache: the outputs of
+    ``from_state`` in run ``from_run`` (same key) were put back, and its code did not run."""
+
+    kind: Literal["state_cached"] = "state_cached"
+    state_id: str
+    from_run: str
+    from_state: str
+    key: str
+    saved_ms: int = Field(default=0, ge=0, description="How long the reused attempt ran.")
+
+
+class StateKeyed(_Event):
+    """Domain: the key the open attempt of ``state_id`` was computed under (for staleness
+    and for the cache); ``reason`` says why there is none, when there is none."""
+
+    kind: Literal["state_keyed"] = "state_keyed"
+    state_id: str
+    key: str | None = None
+    reason: str | None = None
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -145,7 +167,14 @@ KernelEvent = (
     RunStarted | StateEntered | StateCompleted | StateFailed | RunCompleted | CheckpointsDiscarded
 )
 DomainEvent = (
-    FactRecorded | AttemptInterrupted | RetryScheduled | StatesSatisfied | LeaseTakenOver | Note
+    FactRecorded
+    | AttemptInterrupted
+    | RetryScheduled
+    | StatesSatisfied
+    | LeaseTakenOver
+    | StateCached
+    | StateKeyed
+    | Note
 )
 Event = Annotated[
     RunStarted
@@ -159,6 +188,8 @@ Event = Annotated[
     | RetryScheduled
     | StatesSatisfied
     | LeaseTakenOver
+    | StateCached
+    | StateKeyed
     | Note,
     Field(discriminator="kind"),
 ]

@@ -30,6 +30,13 @@ class StateSpec(BaseModel):
     always_run: bool = Field(
         default=False, description="Executed again instead of restored on resume and restore."
     )
+    inputs: tuple[str, ...] = Field(
+        default=(), description="Files and globs the state reads; their content is in its key."
+    )
+    outputs: tuple[str, ...] = Field(
+        default=(), description="Files and globs the state writes; put back on a cache hit."
+    )
+    cache: bool = Field(default=True, description="False: always executed, never reused.")
 
     @field_validator("id")
     @classmethod

@@ -34,7 +34,7 @@ from nbflow.store.layout import FILE_MODE
 
 APPLICATION_ID = 0x6E62666C  # "nbfl": marks the database as nbflow's
 SCHEMA_VERSION = 2
-"""1: events, runs, blobs. 2: row checksums, signatures, leases."""
+"""1: events, runs, blobs. 2: row checksums, signatures, leases, the cache index."""
 BUSY_TIMEOUT_MS = 10_000
 WAL_PREALLOCATE_BYTES = 4 * 1024 * 1024
 """The WAL is grown to this size when the database is opened, and then reused: a
@@ -85,6 +85,27 @@ CREATE TABLE leases (
     expires_us INTEGER NOT NULL,
     crc INTEGER NOT NULL
 );
+CREATE TABLE cache (
+    key TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    state_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    base_snapshot_id TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    took_ms INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    used_us INTEGER NOT NULL,
+    invalidated INTEGER NOT NULL DEFAULT 0,
+    crc INTEGER NOT NULL,
+    PRIMARY KEY (key, run_id, state_id)
+) WITHOUT ROWID;
+CREATE TABLE file_digests (
+    path TEXT PRIMARY KEY,
+    stat TEXT NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
 """
 _V1_TO_V2 = """
 ALTER TABLE events ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.blobs import SqliteBlobs
+from nbflow.store.cache_index import SqliteCacheIndex
 from nbflow.store.database import Database
 from nbflow.store.events import EventStore, SqliteEventStore
+from nbflow.store.file_digests import SqliteFileDigests
 from nbflow.store.layout import HOME_DIRNAME, HomeLayout, prepare_home
 from nbflow.store.leases import SqliteLeases
 from nbflow.store.references import documents_of
@@ -40,6 +42,8 @@ class Home:
             events = SqliteEventStore(self.database)
             self.events: EventStore = events
             self.leases = SqliteLeases(self.database, events)
+            self.cache = SqliteCacheIndex(self.database)
+            self.file_digests = SqliteFileDigests(self.database)
             if self.database.migrated_from is not None and self._made_here():
                 self.adopt_legacy_history()
             if self.database.repaired:
