@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shutil
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -116,3 +117,20 @@ def kernels(tmp_path: Path) -> Iterator[KernelFactory]:
     for kernel in started:
         with contextlib.suppress(Exception):  # already killed or closed
             kernel.close()
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The example notebooks run as a new user's first run: with no history.
+
+    Their saved outputs show a first run. On an existing history their states would be
+    served from the cache and say so, which is right for a user and wrong for a
+    comparison of outputs; the cache itself is tested in tests/kernel/test_cache_kernel.py.
+    """
+    if not any(Path(str(item.fspath)).parent == NOTEBOOKS for item in items):
+        return
+    shutil.rmtree(NOTEBOOKS / ".nbflow", ignore_errors=True)
+    for leftover in (NOTEBOOKS / "service_calls.txt", *NOTEBOOKS.glob("*.output.ipynb")):
+        leftover.unlink(missing_ok=True)

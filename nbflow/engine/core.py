@@ -105,7 +105,15 @@ class Wait:
     seconds: float
 
 
-Steps = Generator["CallBody[Any] | Wait", Any, RunResult]
+@dataclass(frozen=True)
+class Served:
+    """Notice to a driver: state ``state_id`` was served from the cache; its code does not
+    run (a driver that runs each state's cell itself moves on to the next cell)."""
+
+    state_id: str
+
+
+Steps = Generator["CallBody[Any] | Wait | Served", Any, RunResult]
 """A run in progress. The semantics live in these generators; the drivers only execute
 bodies and waits, synchronously (:meth:`Engine.start`) or awaiting them
 (:meth:`Engine.start_async`), so both share one implementation of DESIGN §3."""
@@ -401,6 +409,8 @@ class Engine(Generic[C]):
                 if isinstance(command, Wait):
                     self._sleep(command.seconds)
                     continue
+                if isinstance(command, Served):
+                    continue
                 try:
                     with command.facts():
                         reply = command.body(command.context)
@@ -418,6 +428,8 @@ class Engine(Generic[C]):
                     return command
                 if isinstance(command, Wait):
                     await asyncio.sleep(command.seconds)
+                    continue
+                if isinstance(command, Served):
                     continue
                 try:
                     with command.facts():
@@ -565,7 +577,7 @@ class Engine(Generic[C]):
         scope: FactScope,
         live: _Live[C] | None,
         cache: RunCache[C] | None = None,
-    ) -> Generator[CallBody[C], C, _Live[C] | ErrorInfo | None]:
+    ) -> Generator[CallBody[C] | Served, C, _Live[C] | ErrorInfo | None]:
         """Run one attempt: the new live context, the failure, or None at the failpoint."""
         log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
         # The base is restored before the attempt is recorded: a base that cannot be
@@ -586,6 +598,7 @@ class Engine(Generic[C]):
         if cache is not None and keyed is not None and keyed.key is not None:
             served = self._serve(cache, keyed.key, spec, base_snapshot_id, context, writer)
             if served is not None:
+                yield Served(spec.id)
                 return served
         started = time.monotonic()
         try:
@@ -656,6 +669,7 @@ class Engine(Generic[C]):
                     from_state=entry.state_id,
                     key=key,
                     saved_ms=entry.took_ms,
+                    computed_us=entry.created_us,
                 )
             )
             writer.stage(
@@ -683,7 +697,7 @@ class Engine(Generic[C]):
 
 def advance(
     steps: Steps, reply: Any, failure: BaseException | None
-) -> CallBody[Any] | Wait | RunResult:
+) -> CallBody[Any] | Wait | Served | RunResult:
     """Send a body's result (or throw its exception) into ``steps``; the next command, or
     the run's result once the steps are done."""
     try:

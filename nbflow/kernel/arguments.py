@@ -221,6 +221,9 @@ _sub("show", "Draw the plan, each state coloured by its latest status.")
 _run = _sub("run", "Run the plan (or NAMEs and their upstream) as one run.")
 _run.add_argument("names", nargs="*", metavar="NAME")
 _run.add_argument("--fresh", action="store_true", help="start anew instead of resuming")
+_run.add_argument(
+    "--no-cache", action="store_true", help="execute every state; reuse no earlier result"
+)
 _resume = _sub("resume", "Resume the newest interrupted run, or RUN.")
 _resume.add_argument("run", nargs="?", default=None, metavar="RUN")
 _restore = _sub("restore", "Put the variables back as they were after STATE.")
@@ -234,6 +237,13 @@ _cancel = _sub("cancel", "Mark an interrupted run cancelled (it cannot be resume
 _cancel.add_argument("run", nargs="?", default=None, metavar="RUN")
 _mode = _sub("mode", "Choose what a %%state cell does: run it now, or only declare it.")
 _mode.add_argument("mode", choices=["run", "declare"])
+_invalidate = _sub(
+    "invalidate", "Never reuse the results of STATE computed so far (and of its downstream)."
+)
+_invalidate.add_argument("state", metavar="STATE")
+_invalidate.add_argument(
+    "--downstream", action="store_true", help="the states that depend on it, too"
+)
 _sub("verify", "Re-hash every artifact and report damage.")
 _trust = _sub(
     "trust",

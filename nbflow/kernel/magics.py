@@ -40,7 +40,7 @@ class Handle:
             return
         session = self.session
         if command == "run":
-            await session.run(list(args.names), bool(args.fresh))
+            await session.run(list(args.names), bool(args.fresh), not args.no_cache)
         elif command == "resume":
             await session.resume(args.run)
         elif command == "restore":
@@ -73,6 +73,8 @@ def run_sync_command(session: KernelSession, command: str, args: Any) -> None:
             )
         else:
             session.presenter.message(f"nbflow: all {report.checked} artifacts are intact")
+    elif command == "invalidate":
+        session.invalidate(args.state, bool(args.downstream))
     elif command == "trust":
         session.trust(bool(args.yes))
     elif command == "gc":
@@ -111,7 +113,8 @@ class NbflowMagics(Magics):
     def flow(self, line: str) -> None:
         """Look at and drive this notebook's plan and runs.
 
-        %flow [show|run|resume|restore|runs|timeline|status|cancel|mode|verify|trust|gc]
+        %flow [show|run|resume|restore|runs|timeline|status|cancel|mode|invalidate|verify|
+               trust|gc]
         `%flow COMMAND --help` explains each command.
         """
         try:

@@ -13,7 +13,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from nbflow.engine.core import CallBody, Steps, Wait, advance
+from nbflow.engine.core import CallBody, Served, Steps, Wait, advance
 from nbflow.engine.results import RunResult
 from nbflow.kernel.execution import Shell, run_state_code
 
@@ -23,7 +23,7 @@ class CellDriver:
 
     def __init__(self, steps: Steps) -> None:
         self._steps = steps
-        self._pending: CallBody[Any] | Wait | RunResult | None = None
+        self._pending: CallBody[Any] | Wait | Served | RunResult | None = None
         self.result: RunResult | None = None
 
     def prime(self) -> None:
@@ -45,13 +45,21 @@ class CellDriver:
                 await asyncio.sleep(command.seconds)
                 command = advance(self._steps, None, None)
                 continue
+            if isinstance(command, Served):
+                if command.state_id != name:
+                    self._pending = command
+                    raise self._out_of_order(command.state_id, name)
+                # Restored from the cache: this cell's code does not run.
+                command = advance(self._steps, None, None)
+                self._pending = command
+                if isinstance(command, RunResult):
+                    self.result = command
+                    return command
+                return None
             assert command is not None
             if command.spec.id != name:
                 self._pending = command
-                raise UsageError(
-                    f"nbflow run: the notebook's run expects state {command.spec.id!r} "
-                    f"next, not {name!r}; was the notebook changed while it ran?"
-                )
+                raise self._out_of_order(command.spec.id, name)
             try:
                 with command.facts():
                     await run_state_code(shell, name, source, timeout_ms)
@@ -68,3 +76,10 @@ class CellDriver:
                 self.result = command
                 return command
             return None
+
+    @staticmethod
+    def _out_of_order(expected: str, name: str) -> UsageError:
+        return UsageError(
+            f"nbflow run: the notebook's run expects state {expected!r} next, not {name!r}; "
+            "was the notebook changed while it ran?"
+        )

@@ -27,6 +27,7 @@ from nbflow.errors import NbflowError
 from nbflow.hashing.ids import is_content_id
 from nbflow.hashing.redact import KnownSecrets, Redaction
 from nbflow.kernel.arguments import StateOptions
+from nbflow.kernel.cache_policy import KernelCache
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
 from nbflow.kernel.notebook_run import CellDriver
@@ -43,17 +44,21 @@ from nbflow.model.events import (
     EventEnvelope,
     RetryScheduled,
     RunStarted,
+    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
+    StateKeyed,
     StatesSatisfied,
 )
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.snapshot import NamespaceCodec
 from nbflow.store import Home
+from nbflow.store.events import now_us
 from nbflow.ui.model import AttemptBar
 from nbflow.ui.presenter import Presenter
+from nbflow.ui.text import duration
 
 
 class StateFailedError(NbflowError):
@@ -121,9 +126,15 @@ class KernelSession:
             self._body_of,
             secrets=self.secrets,
             leases=self.home.leases,
+            cache=self.home.cache,
+            cache_policy=KernelCache(self),
         )
         self.engine.listeners.append(self._on_event)
         self.engine.redaction_listeners.append(self._on_redacted)
+        self._cached: set[str] = set()
+        """States served from the cache in this kernel (their DAG colour)."""
+        self._told: set[str] = set()
+        """States whose reason for not being cached was said already."""
         self._redactions_told: set[tuple[str, ...]] = set()
         self.mode = "run"
         self.states: dict[str, StateSpec] = {}
@@ -283,7 +294,7 @@ class KernelSession:
         plan = Plan(flow_id=self.flow_id, states=(spec,))
         await self._start(Manifest(flow_id=self.flow_id, plan=plan))
 
-    async def run(self, names: list[str], fresh: bool) -> None:
+    async def run(self, names: list[str], fresh: bool, use_cache: bool = True) -> None:
         """``%flow run``: the plan (or ``names`` with their upstream) as one run."""
         plan = self.plan(names)
         manifest = Manifest(flow_id=self.flow_id, plan=plan)
@@ -300,12 +311,12 @@ class KernelSession:
         self._verbose_progress = True
         self._live_plan = plan
         try:
-            await self._start(manifest)
+            await self._start(manifest, use_cache)
         finally:
             self._verbose_progress = False
             self._live_plan = None
 
-    async def _start(self, manifest: Manifest) -> None:
+    async def _start(self, manifest: Manifest, use_cache: bool = True) -> None:
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
         in_plan = {spec.id for spec in manifest.plan.states}
         satisfied = sorted(self.satisfied - in_plan)
@@ -313,7 +324,9 @@ class KernelSession:
             self.states[s] for s in satisfied if s in self.states and self.states[s].always_run
         ]
         notes = (StatesSatisfied(states=satisfied, replay=replay),)
-        request = StartRequest.for_manifest(manifest, manifest_id, self.shell.user_ns, notes)
+        request = StartRequest.for_manifest(
+            manifest, manifest_id, self.shell.user_ns, notes, use_cache
+        )
         self.replay_plan = replay
         self.replay_pending = []
         with self._running():
@@ -542,6 +555,16 @@ class KernelSession:
             "(secrets are never written to .nbflow; what you see above is unchanged)"
         )
 
+    def _worth_telling(self, event: StateKeyed) -> bool:
+        """Why a state is not cached, said once per state; not for what the user marked."""
+        reason = event.reason
+        return (
+            reason is not None
+            and "marked" not in reason
+            and "nbflow." not in reason  # facts and child runs: expected, nothing to fix
+            and event.state_id not in self._told
+        )
+
     def _on_event(self, envelope: EventEnvelope) -> None:
         event = envelope.event
         if isinstance(event, CheckpointsDiscarded):
@@ -551,6 +574,16 @@ class KernelSession:
                 f"used ({event.reason}); continuing from the newest intact one: {again} "
                 "run again"
             )
+        if isinstance(event, StateCached):
+            self._cached.add(event.state_id)
+            ago = duration(max(0, now_us() - event.computed_us) // 1000)
+            self.presenter.message(
+                f"nbflow: {event.state_id} cached from run {event.from_run[:8]}, {ago} ago, "
+                f"{duration(event.saved_ms)} saved; --no-cache to run it"
+            )
+        elif isinstance(event, StateKeyed) and self._worth_telling(event):
+            self._told.add(event.state_id)
+            self.presenter.message(f"nbflow: {event.state_id} is not cached: {event.reason}")
         if isinstance(event, RunStarted):
             self.live_run = envelope.run_id
         elif isinstance(event, RetryScheduled):
@@ -668,6 +701,33 @@ class KernelSession:
         if newest:
             total = self._states_total(newest[0].manifest_id)
             self.presenter.runs([run_row(self.home.events, newest[0], total, live=False)])
+
+    def invalidate(self, state: str, downstream: bool) -> None:
+        """``%flow invalidate``: the results of ``state`` computed so far are not reused."""
+        states = {state}
+        if downstream:
+            frontier = [state]
+            while frontier:
+                current = frontier.pop()
+                for other, ups in self.upstream.items():
+                    if current in ups and other not in states:
+                        states.add(other)
+                        frontier.append(other)
+        known = {e.state_id for e in self.home.cache.entries(self.flow_id)}
+        if state not in known and state not in self.states:
+            raise UsageError(f"%flow invalidate: no state named {state!r} in {self.flow_id}")
+        count = self.home.cache.invalidate(self.flow_id, states)
+        names = ", ".join(s for s in self._declared_order() if s in states) or state
+        self.presenter.message(
+            f"nbflow: {count} cached results of {names} will not be reused; they run on "
+            "their next run"
+        )
+
+    def _declared_order(self) -> list[str]:
+        try:
+            return [spec.id for spec in topological_order(self.plan())]
+        except UsageError:
+            return list(self.states)
 
     def trust(self, yes: bool) -> None:
         """``%flow trust``: verify a history made elsewhere, say what it holds, adopt it."""

@@ -144,6 +144,7 @@ class StateCached(_Event):
     from_state: str
     key: str
     saved_ms: int = Field(default=0, ge=0, description="How long the reused attempt ran.")
+    computed_us: int = Field(default=0, description="When the reused result was computed.")
 
 
 class StateKeyed(_Event):

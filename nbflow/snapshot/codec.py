@@ -13,7 +13,7 @@ How a namespace becomes a snapshot (details in the modules named):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from nbflow.hashing.redact import KnownSecrets
@@ -61,18 +61,25 @@ class NamespaceCodec:
         self._last_report = report
         return snapshot_id
 
-    def restore(self, snapshot_id: str, *, into: dict[str, Any] | None = None) -> dict[str, Any]:
+    def restore(
+        self,
+        snapshot_id: str,
+        *,
+        into: dict[str, Any] | None = None,
+        names: Collection[str] | None = None,
+    ) -> dict[str, Any]:
         """The variables saved as ``snapshot_id``, every artifact verified before use.
 
         With ``into`` (the kernel's ``user_ns``), the variables are put there and functions
         defined in the notebook get it as their globals, as if their cells had been run in
         it; names not in the snapshot are left alone. Nothing is changed if restoring
-        fails: the error names the variable and, for damage, the artifact.
+        fails: the error names the variable and, for damage, the artifact. With ``names``,
+        only those variables are put back.
         """
         document = self.document(snapshot_id)
         target: dict[str, Any] = {} if into is None else into
         self._last_restore = Restore(self._artifacts, self._workers).run(
-            snapshot_id, document, target
+            snapshot_id, document, target, names
         )
         return target
 

@@ -29,6 +29,7 @@ import os
 import pickle
 import time
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -57,12 +58,24 @@ class Restore:
         self._workers = workers
 
     def run(
-        self, snapshot_id: str, document: SnapshotDocument, into: dict[str, Any]
+        self,
+        snapshot_id: str,
+        document: SnapshotDocument,
+        into: dict[str, Any],
+        names: Collection[str] | None = None,
     ) -> RestoreReport:
-        """Load every stored variable of ``document`` into ``into`` (all or nothing)."""
+        """Load every stored variable of ``document`` (or only ``names``) into ``into``,
+        all or nothing."""
         started = time.perf_counter()
         entries = [v for v in document.variables if v.status == VariableStatus.STORED]
         pickled = [v for v in entries if v.encoding == Encoding.PICKLE]
+        if names is not None:
+            wanted = set(names)
+            # Slices refer to objects of the slices before them: load up to the last one
+            # wanted, and keep only the wanted.
+            last = max((i for i, v in enumerate(pickled) if v.name in wanted), default=-1)
+            pickled = pickled[: last + 1]
+            entries = [v for v in entries if v.name in wanted or v in pickled]
         loaded: dict[str, Any] = {}
         for entry in entries:
             if entry.encoding == Encoding.MODULE:
@@ -85,11 +98,13 @@ class Restore:
                 for future in itertools.chain.from_iterable(buffers):
                     future.cancel()
                 raise
+        if names is not None:
+            loaded = {name: value for name, value in loaded.items() if name in wanted}
         into.update(loaded)
         mapped = sum(len(f.result()) for f in itertools.chain.from_iterable(buffers))
         return RestoreReport(
             snapshot_id=snapshot_id,
-            restored=tuple(v.name for v in entries),
+            restored=tuple(v.name for v in entries if names is None or v.name in wanted),
             missing=tuple(
                 VariableNote(v.name, v.status, v.reason or "")
                 for v in document.variables

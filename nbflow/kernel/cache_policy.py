@@ -1,0 +1,159 @@
+"""Cache keys and reuse for notebook states: the kernel's variables (DESIGN §4 "Cache keys").
+
+A state's key covers:
+- its code, normalized, and the notebook functions and classes it uses, followed
+  transitively through their globals;
+- the content ids of the variables it reads, taken from the snapshot captured at the
+  start of the attempt (a mutation in place by another cell changes them; big data is
+  not hashed again);
+- the content of its ``--inputs`` files (stat-cached), and the ``--outputs`` it declares;
+- the versions of the distributions of the modules it uses.
+
+On a hit, the variables the earlier attempt created or changed are restored from its
+checkpoint, the ones it deleted are deleted, and its ``--outputs`` files are written back.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.inputtransformer2 import TransformerManager
+
+from nbflow.cache import KeyParts, Uncacheable, code_facts, make_key
+from nbflow.engine.caching import Keyed, Outputs
+from nbflow.model.manifest import Manifest
+from nbflow.model.plan import StateSpec
+from nbflow.snapshot.document import VariableEntry, VariableStatus
+from nbflow.store.cache_index import CacheEntry
+from nbflow.store.file_digests import expand
+
+if TYPE_CHECKING:
+    from nbflow.kernel.session import KernelSession
+
+_TRANSFORMER = TransformerManager()  # type: ignore[no-untyped-call]
+
+
+def python_of(source: str) -> str:
+    """State code with IPython's syntax (magics, ``!shell``) turned into Python."""
+    try:
+        return str(_TRANSFORMER.transform_cell(source))
+    except Exception:  # IPython refuses it: the code is then judged as written
+        return source
+
+
+def _identity(entry: VariableEntry) -> str | None:
+    """What a stored variable's value is, by content; None when it is not stored."""
+    if entry.status != VariableStatus.STORED:
+        return None
+    if entry.module is not None:
+        return f"module:{entry.module}"
+    return "|".join([entry.pickle or "", *entry.buffers])
+
+
+class KernelCache:
+    """The :class:`nbflow.engine.caching.CachePolicy` of a kernel session."""
+
+    def __init__(self, session: KernelSession) -> None:
+        self._session = session
+
+    def key(
+        self, manifest: Manifest, spec: StateSpec, base_snapshot_id: str, context: Any
+    ) -> Keyed:
+        """See :class:`CachePolicy`."""
+        if not spec.cache:
+            return Keyed(None, "it is marked --no-cache")
+        if spec.always_run:
+            return Keyed(None, "it is marked --always-run")
+        facts = code_facts(python_of(spec.source))
+        if facts.opaque is not None:
+            return Keyed(None, f"it uses {facts.opaque}")
+        document = self._session.snapshots.document(base_snapshot_id)
+
+        def value_id(name: str) -> str | None:
+            entry = document.variable(name)
+            return _identity(entry) if entry is not None else None
+
+        parts = KeyParts(self._session.shell.user_ns, value_id)
+        try:
+            for name in sorted(facts.reads):
+                parts.read(name)
+        except Uncacheable as exc:
+            return Keyed(None, exc.reason)
+        return Keyed(
+            make_key(
+                {
+                    "state": spec.id,
+                    "code": facts.normalized,
+                    "reads": parts.parts,
+                    "inputs": self._inputs(spec),
+                    "outputs": list(spec.outputs),
+                }
+            )
+        )
+
+    def _inputs(self, spec: StateSpec) -> list[list[str]]:
+        folder = self._session.location.folder
+        digests = self._session.home.file_digests
+        found = []
+        for pattern, path in expand(spec.inputs, folder):
+            if path is None:
+                found.append([pattern, "missing"])
+            else:
+                name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+                found.append([pattern, name, digests.digest(path)])
+        return found
+
+    def outputs(self, spec: StateSpec, base_snapshot_id: str, snapshot_id: str) -> Outputs:
+        """The variables the attempt created, changed (among those it wrote or read) or
+        deleted, and its ``--outputs`` files, stored as artifacts."""
+        snapshots = self._session.snapshots
+        before = snapshots.document(base_snapshot_id)
+        after = snapshots.document(snapshot_id)
+        facts = code_facts(python_of(spec.source))
+        touched = facts.writes | facts.reads
+        changed, deleted = [], []
+        for entry in after.variables:
+            old = before.variable(entry.name)
+            if old is not None and _identity(old) == _identity(entry):
+                continue
+            if old is not None and entry.name not in touched:
+                continue  # not the state's doing: its pickled bytes moved with a neighbour
+            if entry.status != VariableStatus.STORED:
+                return Outputs(
+                    reason=f"it sets {entry.name!r}, which cannot be saved (mark the state "
+                    "--always-run if it opens connections or files)"
+                )
+            changed.append(entry.name)
+        names_after = set(after.names())
+        for entry in before.variables:
+            if entry.name not in names_after:
+                deleted.append(entry.name)
+        files = self._store_files(spec)
+        return Outputs(tuple(changed), tuple(deleted), files)
+
+    def _store_files(self, spec: StateSpec) -> tuple[tuple[str, str], ...]:
+        folder = self._session.location.folder
+        artifacts = self._session.home.artifacts
+        stored = []
+        for _pattern, path in expand(spec.outputs, folder):
+            if path is not None:
+                stored.append((str(path.relative_to(folder)), artifacts.put(path.read_bytes())))
+        return tuple(stored)
+
+    def reuse(self, entry: CacheEntry, context: Any) -> Any:
+        """Put the entry's outputs into the kernel's namespace; its files back on disk."""
+        session = self._session
+        namespace = session.shell.user_ns
+        session.snapshots.restore(entry.snapshot_id, into=namespace, names=entry.changed)
+        for name in entry.deleted:
+            namespace.pop(name, None)
+        folder = session.location.folder
+        for relative, artifact_id in entry.files:
+            data = session.home.artifacts.get(artifact_id)
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.nbflow-tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        return namespace
