@@ -115,6 +115,14 @@ def test_gc_removes_only_unreferenced_artifacts(folder: Path) -> None:
     with Home(folder / ".nbflow") as home:
         assert set(home.artifacts.ids()) == before - {orphan}
     assert nbflow("verify", cwd=folder).returncode == 0
+    bad = nbflow("gc", "--keep", "a lot", cwd=folder)
+    assert bad.returncode == 2
+    assert "'a lot' is not a size" in bad.stderr
+    roomy = nbflow("gc", "--keep", "10GB", cwd=folder)  # the newest run is always kept
+    assert roomy.returncode == 0
+    assert "removed 0 artifacts" in roomy.stdout
+    with Home(folder / ".nbflow") as home:
+        assert set(home.artifacts.ids()) == before - {orphan}
 
 
 def test_timeline_hover_gives_each_completed_attempts_snapshot_size(folder: Path) -> None:

@@ -230,3 +230,101 @@ def test_parameter_parsing_keeps_literal_types_and_refuses_what_cannot_be_stored
     ]
     with pytest.raises(CommandLineError, match="set"):
         parse_parameters(["s={1, 2}"])
+
+
+def five_states(folder: Path, fourth: str = "d = c + 1") -> Path:
+    cells = [code_cell(f"LOG = {STATE_LOG!r}")]
+    codes = ["a = 1", "b = a + 1", "c = b + 1", fourth, "e = d + 1"]
+    for index, (name, code) in enumerate(zip("abcde", codes, strict=True)):
+        after = f" --after {'abcde'[index - 1]}" if index else ""
+        cells.append(code_cell(f"%%state {name}{after}\nopen(LOG, 'a').write('{name}\\n')\n{code}"))
+    cells.append(code_cell("print('e is', e)"))
+    notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
+    path = folder / "five.ipynb"
+    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+    return path
+
+
+def test_nbflow_run_twice_executes_nothing_and_an_edit_executes_exactly_what_it_affects(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / STATE_LOG
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            nbflow_command("run", str(tmp_path / "five.ipynb"), *extra),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    five_states(tmp_path)
+    run()
+    assert log.read_text().split() == list("abcde")
+    again = run()
+    assert log.read_text().split() == list("abcde")  # nothing executed
+    assert again.stderr.count("cached") >= 5
+    shown = outputs(tmp_path / "five.output.ipynb")
+    assert "e is 5" in shown[6]
+    assert all("cached from run" in text for text in shown[1:6])
+    five_states(tmp_path, fourth="d = c + 10")  # the fourth of five state cells
+    show = subprocess.run(
+        nbflow_command("show", "five.ipynb", "--svg", "now.svg"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert show.returncode == 0, show.stderr
+    plan = {line.split()[1]: line for line in show.stdout.splitlines() if line.startswith("  ")}
+    assert "stale" in plan["d"]
+    assert "its code changed" in plan["d"]
+    assert "upstream d is stale" in plan["e"]
+    assert all("cached" in plan[name] for name in "abc")
+    picture = (tmp_path / "now.svg").read_text()
+    assert picture.count('data-status="stale"') == 2
+    run()
+    assert log.read_text().split() == [*"abcde", "d", "e"]
+    assert "e is 14" in outputs(tmp_path / "five.output.ipynb")[6]
+    run("--no-cache")
+    assert log.read_text().split() == [*"abcde", "d", "e", *"abcde"]
+
+
+def test_a_parameter_change_executes_the_states_that_read_it(tmp_path: Path) -> None:
+    log = tmp_path / STATE_LOG
+    cells = [code_cell("start = 1\nfactor = 1", metadata={"tags": ["parameters"]})]
+    for name, after, code in (
+        ("one", "", "x = start + 1"),
+        ("two", " --after one", "y = x * 2"),
+        ("three", "", "z = factor * 5"),
+    ):
+        cells.append(
+            code_cell(f"%%state {name}{after}\nopen({STATE_LOG!r}, 'a').write('{name}\\n')\n{code}")
+        )
+    cells.append(code_cell("print('values', x, y, z)"))
+    notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
+    path = tmp_path / "params.ipynb"
+    nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+
+    def run(*parameters: str) -> list[str]:
+        before = len(log.read_text().split()) if log.exists() else 0
+        pairs = [word for pair in parameters for word in ("-p", pair)]
+        done = subprocess.run(
+            nbflow_command("run", str(path), *pairs),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return log.read_text().split()[before:]
+
+    assert run("start=1") == ["one", "two", "three"]
+    assert run("start=1") == []
+    assert run("start=2") == ["one", "two"]
+    assert "values 3 6 5" in outputs(tmp_path / "params.output.ipynb")[-1]
+    assert run("start=2", "factor=3") == ["three"]
+    assert "values 3 6 15" in outputs(tmp_path / "params.output.ipynb")[-1]

@@ -58,6 +58,8 @@ def sample_plan() -> PlanView:
             StateView("train.v2", ("features",), "interrupted", 0, 60_000),
             StateView("evaluate", ("train.v2",), "running"),
             StateView("report", ("evaluate", "load"), "pending"),
+            StateView("lookup.cached", ("lookup",), "cached", 0, 2),
+            StateView("summary", ("lookup.cached",), "stale", 0, 40, None, "its code changed"),
         ),
     )
 
@@ -92,7 +94,14 @@ def relative_luminance(color: str) -> float:
 
 def test_every_status_and_outcome_has_its_own_colour() -> None:
     assert set(STATUS_COLORS) == set(STATUSES)
-    assert set(OUTCOME_COLORS) == {"completed", "failed", "interrupted", "running", "backoff"}
+    assert set(OUTCOME_COLORS) == {
+        "completed",
+        "cached",
+        "failed",
+        "interrupted",
+        "running",
+        "backoff",
+    }
     assert len({c.fill for c in STATUS_COLORS.values()}) == len(STATUSES)
     assert len({c.fill for c in OUTCOME_COLORS.values()}) == len(OUTCOME_COLORS)
     for color in [*STATUS_COLORS.values(), *OUTCOME_COLORS.values()]:
@@ -109,7 +118,7 @@ def test_labels_on_every_fill_reach_wcag_aa_contrast() -> None:
 
 
 def test_outcomes_share_the_colours_of_the_matching_statuses() -> None:
-    for outcome in ("completed", "failed", "interrupted", "running"):
+    for outcome in ("completed", "cached", "failed", "interrupted", "running"):
         assert OUTCOME_COLORS[outcome] == STATUS_COLORS[outcome]
     assert OUTCOME_COLORS["backoff"] == STATUS_COLORS["retrying"]
 
@@ -129,7 +138,7 @@ def test_plan_has_one_coloured_node_per_state_and_one_edge_per_dependency(use_do
         assert nodes[state.state_id].get("data-status") == state.status
         assert STATUS_COLORS[state.status].fill in fills(nodes[state.state_id])
     edges = classed(root, "nbflow-edge")
-    assert len(edges) == edge_count(view) == 7
+    assert len(edges) == edge_count(view) == 9
     assert {(e.get("data-from"), e.get("data-to")) for e in edges} >= {("load", "report")}
 
 
@@ -143,6 +152,9 @@ def test_hover_text_names_last_attempt_duration_and_error(use_dot: bool) -> None
     assert "last attempt: #2" in hover
     assert "duration: 800 ms" in hover
     assert "error: KeyError: 'x'" in hover
+    stale = title_of(by_name["summary"])
+    assert "status: stale" in stale
+    assert "stale: its code changed" in stale
 
 
 @pytest.mark.parametrize("use_dot", ENGINES)

@@ -2,8 +2,10 @@
 
 - A module: its name and the version of the distribution that provides it.
 - A function, class or lambda defined in the notebook (or, for the Python API, in the
-  script): its code, normalized, and what *it* reads from its globals, followed
-  transitively; its defaults and closure values too. A changed helper two calls deep
+  script): its compiled code without line numbers (comments and formatting do not
+  count, and a function restored from a snapshot, which has no source, keys as the one
+  its cell defined), and what *it* reads from its globals, followed transitively; its
+  defaults and closure values too. A changed helper two calls deep
   changes the key (joblib and Hamilton compare only the top-level function).
 - Anything from an installed library (``pd.read_csv`` imported by name): its qualified
   name and its distribution's version.
@@ -15,14 +17,13 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import inspect
 import pathlib
 import sys
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nbflow.cache.analysis import RECORDED_CALLS, code_facts
+from nbflow.cache.analysis import OPAQUE_CALLS, RECORDED_CALLS
 
 ValueId = Callable[[str], "str | None"]
 """The content id of a variable by name (None: not in the snapshot)."""
@@ -114,12 +115,8 @@ class KeyParts:
         if id(value) in self._seen:
             return ["again", getattr(value, "__qualname__", "?")]
         self._seen.add(id(value))
-        try:
-            source = inspect.getsource(value)
-        except (OSError, TypeError):
-            source = None
-        if source is None and isinstance(value, type):
-            # A class typed in a notebook has no file to read it from; its methods do.
+        if isinstance(value, type):
+            # A class: its methods (followed like functions) and its plain class values.
             members = {
                 name: self._code(member.__func__ if hasattr(member, "__func__") else member)
                 for name, member in sorted(vars(value).items())
@@ -133,15 +130,13 @@ class KeyParts:
             }
             bases = [getattr(b, "__qualname__", "?") for b in value.__bases__]
             return ["class", value.__qualname__, bases, members, plain]
-        if source is None:
-            code = getattr(value, "__code__", None)
-            if code is None:
-                raise Uncacheable(f"the code of {value!r} cannot be read") from None
-            return ["bytecode", _code_identity(code), self._globals_of(value)]
-        facts = code_facts(_dedent(source))
-        if facts.opaque is not None:
-            raise Uncacheable(f"{getattr(value, '__qualname__', value)} uses {facts.opaque}")
-        return ["source", facts.normalized, self._globals_of(value)]
+        code = getattr(value, "__code__", None)
+        if code is None:
+            raise Uncacheable(f"the code of {value!r} cannot be read") from None
+        opaque = _opaque_names(code, value.__globals__)
+        if opaque is not None:
+            raise Uncacheable(f"{getattr(value, '__qualname__', value)} uses {opaque}")
+        return ["function", _code_identity(code), self._globals_of(value)]
 
     def _globals_of(self, value: Any) -> dict[str, Any]:
         """What a function (or each method of a class) reads from its globals."""
@@ -211,15 +206,37 @@ def _global_names(code: types.CodeType) -> set[str]:
 
 
 def _code_identity(code: types.CodeType) -> list[Any]:
-    """A lambda or function without source: its names and constants (not its bytecode,
-    which changes between Python versions)."""
+    """A function's compiled code, without its line numbers, so that comments, blank lines
+    and formatting do not count; the same whether the function was defined by a cell or
+    restored from a snapshot (which keeps no source). It changes with Python's bytecode,
+    that is between Python versions: then a miss, never a stale hit."""
     consts = [
         _code_identity(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts
     ]
-    return [code.co_name, list(code.co_names), list(code.co_varnames), consts]
+    return [
+        code.co_name,
+        code.co_code.hex(),
+        list(code.co_names),
+        list(code.co_varnames),
+        list(code.co_freevars),
+        list(code.co_cellvars),
+        [code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags],
+        consts,
+    ]
 
 
-def _dedent(source: str) -> str:
-    lines = source.splitlines()
-    indent = min((len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()), default=0)
-    return "\n".join(ln[indent:] for ln in lines)
+def _opaque_names(code: types.CodeType, globals_: Mapping[str, Any]) -> str | None:
+    """What in a helper's code makes its reads unknowable (``globals()``, ``exec()``), or
+    a call whose value comes from the run's history (``nbflow.fact``)."""
+    names = _global_names(code)
+    for name in sorted(names & OPAQUE_CALLS.keys()):
+        if name not in globals_:  # the builtin, not a notebook function of that name
+            return OPAQUE_CALLS[name]
+    nbflow_module = any(
+        isinstance(globals_.get(name), types.ModuleType) and globals_[name].__name__ == "nbflow"
+        for name in names
+    )
+    recorded = sorted(names & RECORDED_CALLS)
+    if nbflow_module and recorded:
+        return f"nbflow.{recorded[0]}() (its value comes from the run's history)"
+    return None

@@ -10,10 +10,12 @@ from pathlib import Path
 from nbflow import maintenance
 from nbflow.cli.main import EXIT_FAILED, EXIT_OK, CommandLineError
 from nbflow.cli.pictures import combined_svg, run_pictures
+from nbflow.cli.staleness import notebook_view
 from nbflow.engine.contract import read_manifest
 from nbflow.errors import NbflowError
 from nbflow.kernel.views import attempt_bars, run_row, snapshot_size
 from nbflow.store import Home
+from nbflow.ui.dag_svg import render_plan_svg
 from nbflow.ui.text import TextPresenter, duration
 
 
@@ -55,9 +57,23 @@ def runs(home: Home, notebook: str | None, as_json: bool) -> int:
     return EXIT_OK
 
 
-def show(home: Home, prefix: str, svg: Path | None, as_json: bool) -> int:
-    """``nbflow show RUN``: summary as text, pictures to ``svg``."""
-    run_id = resolve_run(home, prefix)
+def show(
+    home: Home, prefix: str | None, svg: Path | None, as_json: bool, notebook: Path | None
+) -> int:
+    """``nbflow show [NOTEBOOK] [RUN]``: summary as text, pictures to ``svg``. With a
+    notebook, its plan as it is now, stale states marked, and (by default) its newest run."""
+    plan = notebook_view(home, notebook) if notebook is not None else None
+    run_id = _run_to_show(home, prefix, notebook)
+    if run_id is None:
+        if plan is None:
+            raise CommandLineError(f"nbflow show: {home.root} has no run yet")
+        if as_json:
+            print(json.dumps({"plan": [asdict(s) for s in plan.states]}, indent=2))
+        else:
+            TextPresenter().plan(plan)
+        if svg is not None:
+            _write_svg(svg, render_plan_svg(plan).svg, as_json)
+        return EXIT_OK
     record = home.events.run(run_id)
     assert record is not None
     row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
@@ -65,22 +81,41 @@ def show(home: Home, prefix: str, svg: Path | None, as_json: bool) -> int:
         home.events.read_range(run_id), lambda sid: snapshot_size(home.artifacts, sid)
     )
     if as_json:
-        print(json.dumps({"run": asdict(row), "attempts": [asdict(b) for b in bars]}, indent=2))
+        shown: dict[str, object] = {"run": asdict(row), "attempts": [asdict(b) for b in bars]}
+        if plan is not None:
+            shown["plan"] = [asdict(s) for s in plan.states]
+        print(json.dumps(shown, indent=2))
     else:
         text = TextPresenter()
+        if plan is not None:
+            text.plan(plan)
         text.runs([row])
         text.timeline(run_id, bars)
     if svg is not None:
         dag, timeline = run_pictures(home, run_id)
-        try:
-            svg.write_text(combined_svg(dag.svg, timeline), encoding="utf-8")
-        except OSError as exc:
-            raise CommandLineError(f"nbflow: cannot write {svg}: {exc.strerror}") from None
-        where = f"wrote {svg} (DAG drawn with {dag.engine})"
-        print(where if not as_json else "", file=sys.stderr)
+        if plan is not None:
+            dag = render_plan_svg(plan)  # the plan as it is now, with what is stale
+        _write_svg(svg, combined_svg(dag.svg, timeline), as_json, dag.engine)
         if dag.hint:
             print(dag.hint, file=sys.stderr)
     return EXIT_FAILED if row.status == "failed" else EXIT_OK
+
+
+def _run_to_show(home: Home, prefix: str | None, notebook: Path | None) -> str | None:
+    if prefix is not None:
+        return resolve_run(home, prefix)
+    newest = home.events.runs(flow_id=notebook.name if notebook else None, limit=1)
+    return newest[0].run_id if newest else None
+
+
+def _write_svg(path: Path, svg: str, as_json: bool, engine: str | None = None) -> None:
+    try:
+        path.write_text(svg, encoding="utf-8")
+    except OSError as exc:
+        raise CommandLineError(f"nbflow: cannot write {path}: {exc.strerror}") from None
+    if not as_json:
+        drawn = f" (DAG drawn with {engine})" if engine else ""
+        print(f"wrote {path}{drawn}", file=sys.stderr)
 
 
 def verify(home: Home) -> int:
@@ -137,14 +172,14 @@ def trust(home: Home, yes: bool) -> int:
     return EXIT_OK
 
 
-def gc(home: Home, dry_run: bool) -> int:
-    """``nbflow gc``."""
-    report = maintenance.collect_garbage(home, dry_run=dry_run)
-    verb = "would remove" if dry_run else "removed"
-    print(
-        f"{verb} {len(report.removed)} artifacts ({report.bytes_removed} bytes); "
-        f"{report.kept} referenced artifacts kept"
-    )
+def gc(home: Home, dry_run: bool, keep: str | None = None) -> int:
+    """``nbflow gc [--keep SIZE]``."""
+    try:
+        keep_bytes = maintenance.parse_size(keep) if keep is not None else None
+    except ValueError as exc:
+        raise CommandLineError(f"nbflow gc --keep: {exc}") from None
+    report = maintenance.collect_garbage(home, dry_run=dry_run, keep_bytes=keep_bytes)
+    print(maintenance.describe(report, dry_run))
     return EXIT_OK
 
 

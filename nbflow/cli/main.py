@@ -51,13 +51,27 @@ def _parser() -> _Parser:
         )
         if name == "run":
             sub.add_argument("--fresh", action="store_true", help="start anew; do not resume")
+            sub.add_argument(
+                "--no-cache",
+                action="store_true",
+                help="execute every state; reuse no earlier result",
+            )
         sub.add_argument("--json", action="store_true", help="summary for machines")
     runs = commands.add_parser("runs", help="list the runs of a notebook, newest first")
     runs.add_argument("notebook", nargs="?", help="NOTEBOOK.ipynb (default: every notebook)")
     runs.add_argument("--home", help="the .nbflow folder (default: beside the notebook)")
     runs.add_argument("--json", action="store_true", help="output for machines")
-    show = commands.add_parser("show", help="a run's summary, and its DAG and timeline as SVG")
-    show.add_argument("run", help="a run id or a unique prefix of one")
+    show = commands.add_parser(
+        "show",
+        help="a run's summary, its DAG and timeline as SVG; with a notebook, what is stale",
+    )
+    show.add_argument(
+        "targets",
+        nargs="*",
+        metavar="NOTEBOOK.ipynb | RUN",
+        help="a notebook (its plan now, stale states marked; its newest run), a run id "
+        "or a unique prefix of one, or both",
+    )
     show.add_argument("--svg", type=Path, metavar="FILE", help="write the pictures to FILE")
     show.add_argument("--home", help="the .nbflow folder (default: ./.nbflow)")
     show.add_argument("--json", action="store_true", help="output for machines")
@@ -71,6 +85,11 @@ def _parser() -> _Parser:
     gc = commands.add_parser("gc", help="delete artifacts no run refers to")
     gc.add_argument("dir", nargs="?", default=".", help="a notebook folder or .nbflow")
     gc.add_argument("--dry-run", action="store_true", help="only report what would go")
+    gc.add_argument(
+        "--keep",
+        metavar="SIZE",
+        help="keep the cache within SIZE (10GB, 500MB), least recently used evicted first",
+    )
     return parser
 
 
@@ -113,6 +132,17 @@ def papermill_pairs(argv: list[str]) -> list[str]:
     return rewritten
 
 
+def _show_targets(targets: list[str]) -> tuple[Path | None, str | None]:
+    notebooks = [t for t in targets if t.endswith(".ipynb")]
+    runs = [t for t in targets if not t.endswith(".ipynb")]
+    if len(notebooks) > 1 or len(runs) > 1:
+        raise CommandLineError("nbflow show: give at most one NOTEBOOK.ipynb and one RUN")
+    notebook = Path(notebooks[0]) if notebooks else None
+    if notebook is not None and not notebook.is_file():
+        raise CommandLineError(f"nbflow show: {notebook} is not a file")
+    return notebook, runs[0] if runs else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     try:
@@ -137,7 +167,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "resume" and not interrupted_run_exists(args.notebook):
             raise CommandLineError(f"nbflow resume: {args.notebook} has no interrupted run")
         return run_notebook(
-            args.notebook, args.output, args.parameter, getattr(args, "fresh", False), args.json
+            args.notebook,
+            args.output,
+            args.parameter,
+            getattr(args, "fresh", False),
+            args.json,
+            use_cache=not getattr(args, "no_cache", False),
         )
     if args.command == "runs":
         home = _existing_home(_home_of(args.home, args.notebook))
@@ -146,8 +181,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 home, Path(args.notebook).name if args.notebook else None, args.json
             )
     if args.command == "show":
-        with _existing_home(_home_of(args.home)) as home:
-            return commands.show(home, args.run, args.svg, args.json)
+        notebook, run = _show_targets(args.targets)
+        with _existing_home(_home_of(args.home, str(notebook) if notebook else None)) as home:
+            return commands.show(home, run, args.svg, args.json, notebook)
     if args.command == "verify":
         with _existing_home(Path(args.dir)) as home:
             return commands.verify(home)
@@ -155,4 +191,4 @@ def _dispatch(args: argparse.Namespace) -> int:
         with _existing_home(Path(args.dir)) as home:
             return commands.trust(home, args.yes)
     with _existing_home(Path(args.dir)) as home:
-        return commands.gc(home, args.dry_run)
+        return commands.gc(home, args.dry_run, args.keep)

@@ -32,7 +32,7 @@ from nbflow.engine.contract import manifest_id_of
 from nbflow.engine.history import read_history
 from nbflow.errors import NbflowError
 from nbflow.kernel.arguments import state_options
-from nbflow.model.events import StateEntered
+from nbflow.model.events import StateCached, StateEntered
 from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
@@ -160,7 +160,13 @@ def refuse_unless_resumable_here(home: Home, run_id: str) -> None:
 
 
 def run_notebook(
-    path: Path, output: Path | None, parameter_pairs: list[str], fresh: bool, as_json: bool
+    path: Path,
+    output: Path | None,
+    parameter_pairs: list[str],
+    fresh: bool,
+    as_json: bool,
+    *,
+    use_cache: bool = True,
 ) -> int:
     """Execute ``path`` as one run, resuming an interrupted run of the same manifest."""
     if not path.is_file():
@@ -196,7 +202,7 @@ def run_notebook(
         setup = (
             "%load_ext nbflow\n"
             f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
-            f"{json.dumps(encoded)!r}, {resume_run!r})"
+            f"{json.dumps(encoded)!r}, {resume_run!r}, {use_cache!r})"
         )
         client = NotebookClient(
             notebook,
@@ -271,9 +277,12 @@ class Progress:
         record = next(iter(self._home.events.runs(flow_id=self._flow_id, limit=1)), None)
         if name is None or record is None:
             return "done"
+        stream = self._home.events.read_range(record.run_id)
+        if any(isinstance(e.event, StateCached) and e.event.state_id == name for e in stream):
+            return "cached"
         attempts = [
             e.event.attempt
-            for e in self._home.events.read_range(record.run_id)
+            for e in stream
             if isinstance(e.event, StateEntered) and e.event.state_id == name
         ]
         return f"done, attempt {attempts[-1]}" if attempts else "done"

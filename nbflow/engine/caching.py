@@ -13,7 +13,8 @@ for the Python API (:class:`DocumentCache`), the kernel's variables in a noteboo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, Protocol
 
@@ -33,6 +34,9 @@ class Keyed:
 
     key: str | None
     reason: str | None = None
+    facets: Mapping[str, str] = field(default_factory=dict)
+    """Keys of the parts of ``key`` known without the data, by part (``code``, ``uses``,
+    ``inputs``); see :mod:`nbflow.engine.staleness`."""
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,14 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class Starting:
+    """Notice to a driver that runs each state's cell itself: state ``state_id`` is next.
+    Nothing of it has happened yet; everything it does (and says) happens in its cell."""
+
+    state_id: str
+
+
+@dataclass(frozen=True)
 class Served:
     """Notice to a driver: state ``state_id`` was served from the cache; its code does not
     run (a driver that runs each state's cell itself moves on to the next cell)."""
@@ -113,7 +121,7 @@ class Served:
     state_id: str
 
 
-Steps = Generator["CallBody[Any] | Wait | Served", Any, RunResult]
+Steps = Generator["CallBody[Any] | Wait | Served | Starting", Any, RunResult]
 """A run in progress. The semantics live in these generators; the drivers only execute
 bodies and waits, synchronously (:meth:`Engine.start`) or awaiting them
 (:meth:`Engine.start_async`), so both share one implementation of DESIGN §3."""
@@ -165,6 +173,10 @@ class Engine(Generic[C]):
         self.failpoints = failpoints or Failpoints()
         self._sleep = sleep
         self.listeners: list[Listener] = []
+        self.announce_states = False
+        """Yield :class:`Starting` before each state (for a driver that runs each state
+        in a cell of its own); what was staged is committed first, so that the state
+        before it is durable when its cell ends."""
         self.secrets = secrets if secrets is not None else KnownSecrets()
         """Secret values in this process; nothing of them is written (DESIGN §4)."""
         self.redaction_listeners: list[Reporter] = []
@@ -409,7 +421,7 @@ class Engine(Generic[C]):
                 if isinstance(command, Wait):
                     self._sleep(command.seconds)
                     continue
-                if isinstance(command, Served):
+                if isinstance(command, (Served, Starting)):
                     continue
                 try:
                     with command.facts():
@@ -429,7 +441,7 @@ class Engine(Generic[C]):
                 if isinstance(command, Wait):
                     await asyncio.sleep(command.seconds)
                     continue
-                if isinstance(command, Served):
+                if isinstance(command, (Served, Starting)):
                     continue
                 try:
                     with command.facts():
@@ -577,9 +589,12 @@ class Engine(Generic[C]):
         scope: FactScope,
         live: _Live[C] | None,
         cache: RunCache[C] | None = None,
-    ) -> Generator[CallBody[C] | Served, C, _Live[C] | ErrorInfo | None]:
+    ) -> Generator[CallBody[C] | Served | Starting, C, _Live[C] | ErrorInfo | None]:
         """Run one attempt: the new live context, the failure, or None at the failpoint."""
         log = RunLogger(writer.run_id).for_attempt(spec.id, attempt)
+        if self.announce_states:
+            writer.flush()
+            yield Starting(spec.id)
         # The base is restored before the attempt is recorded: a base that cannot be
         # loaded (damaged, foreign) raises with nothing appended, and the run stays as it
         # was, resumable once the cause is fixed.
@@ -592,7 +607,14 @@ class Engine(Generic[C]):
             StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base_snapshot_id)
         ]
         if keyed is not None:
-            entered.append(StateKeyed(state_id=spec.id, key=keyed.key, reason=keyed.reason))
+            entered.append(
+                StateKeyed(
+                    state_id=spec.id,
+                    key=keyed.key,
+                    reason=keyed.reason,
+                    facets=dict(keyed.facets),
+                )
+            )
         writer.append(*entered)
         log.info("attempt started from %s", base_snapshot_id)
         if cache is not None and keyed is not None and keyed.key is not None:
@@ -697,7 +719,7 @@ class Engine(Generic[C]):
 
 def advance(
     steps: Steps, reply: Any, failure: BaseException | None
-) -> CallBody[Any] | Wait | Served | RunResult:
+) -> CallBody[Any] | Wait | Served | Starting | RunResult:
     """Send a body's result (or throw its exception) into ``steps``; the next command, or
     the run's result once the steps are done."""
     try:

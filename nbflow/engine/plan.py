@@ -6,14 +6,16 @@ a state it does not declare, or has a cycle; the cycle error names the states on
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
 
 from nbflow.errors import PlanError
 from nbflow.model.plan import Plan, StateSpec
 
 
 def topological_order(plan: Plan) -> list[StateSpec]:
-    """The plan's states in an order that respects every edge; ties keep declaration order."""
+    """The plan's states in an order that respects every edge; of the states that are
+    ready, the one declared first goes first, so that a plan declared in a valid order
+    (a notebook's cells, top to bottom) runs in exactly that order."""
     if not plan.states:
         raise PlanError(
             "empty_plan",
@@ -49,17 +51,16 @@ def topological_order(plan: Plan) -> list[StateSpec]:
                 )
         downstream[edge.upstream].append(edge.downstream)
         indegree[edge.downstream] += 1
-    ready = deque(spec.id for spec in plan.states if indegree[spec.id] == 0)
+    ready = [position[spec.id] for spec in plan.states if indegree[spec.id] == 0]
+    heapq.heapify(ready)
     order: list[StateSpec] = []
     while ready:
-        state_id = ready.popleft()
-        order.append(by_id[state_id])
-        released = []
-        for child in downstream[state_id]:
+        spec = plan.states[heapq.heappop(ready)]
+        order.append(spec)
+        for child in downstream[spec.id]:
             indegree[child] -= 1
             if indegree[child] == 0:
-                released.append(child)
-        ready.extend(sorted(released, key=position.__getitem__))
+                heapq.heappush(ready, position[child])
     if len(order) != len(by_id):
         cycle = find_cycle(plan, {s for s, d in indegree.items() if d > 0})
         raise PlanError(

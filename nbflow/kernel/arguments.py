@@ -251,8 +251,17 @@ _trust = _sub(
     "--yes sign it with your key (its snapshots are then restored like your own).",
 )
 _trust.add_argument("--yes", action="store_true", help="sign it; without it, only show")
-_gc = _sub("gc", "Delete artifacts that no run references.")
+_gc = _sub(
+    "gc",
+    "Delete artifacts that no run or cache entry references; with --keep, keep the cache "
+    "within SIZE, least recently used entries evicted first.",
+)
 _gc.add_argument("--dry-run", action="store_true", help="only report what would go")
+_gc.add_argument(
+    "--keep",
+    metavar="SIZE",
+    help="at most SIZE (10GB, 500MB) for the cache beyond the newest and interrupted runs",
+)
 
 FLOW_USAGE = "%flow [" + "|".join(FLOW_SUBCOMMANDS) + "] [--help]"
 

@@ -16,17 +16,21 @@ checkpoint, the ones it deleted are deleted, and its ``--outputs`` files are wri
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.inputtransformer2 import TransformerManager
 
-from nbflow.cache import KeyParts, Uncacheable, code_facts, make_key
+from nbflow.cache import KeyParts, Uncacheable, code_facts, distribution_version, make_key
+from nbflow.cache.facets import code_facet, inputs_facet, uses_facet
+from nbflow.cache.values import ValueId, is_own_code
 from nbflow.engine.caching import Keyed, Outputs
+from nbflow.errors import NbflowError
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
 from nbflow.snapshot.document import VariableEntry, VariableStatus
 from nbflow.store.cache_index import CacheEntry
-from nbflow.store.file_digests import expand
+from nbflow.store.file_digests import SqliteFileDigests, expand
 
 if TYPE_CHECKING:
     from nbflow.kernel.session import KernelSession
@@ -51,6 +55,20 @@ def _identity(entry: VariableEntry) -> str | None:
     return "|".join([entry.pickle or "", *entry.buffers])
 
 
+def declared_inputs(
+    patterns: tuple[str, ...], folder: Path, digests: SqliteFileDigests
+) -> list[list[str]]:
+    """``[pattern, path, digest]`` (or ``[pattern, "missing"]``) of each declared input."""
+    found = []
+    for pattern, path in expand(patterns, folder):
+        if path is None:
+            found.append([pattern, "missing"])
+        else:
+            name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+            found.append([pattern, name, digests.digest(path)])
+    return found
+
+
 class KernelCache:
     """The :class:`nbflow.engine.caching.CachePolicy` of a kernel session."""
 
@@ -61,48 +79,60 @@ class KernelCache:
         self, manifest: Manifest, spec: StateSpec, base_snapshot_id: str, context: Any
     ) -> Keyed:
         """See :class:`CachePolicy`."""
-        if not spec.cache:
-            return Keyed(None, "it is marked --no-cache")
-        if spec.always_run:
-            return Keyed(None, "it is marked --always-run")
-        facts = code_facts(python_of(spec.source))
-        if facts.opaque is not None:
-            return Keyed(None, f"it uses {facts.opaque}")
         document = self._session.snapshots.document(base_snapshot_id)
 
         def value_id(name: str) -> str | None:
             entry = document.variable(name)
             return _identity(entry) if entry is not None else None
 
-        parts = KeyParts(self._session.shell.user_ns, value_id)
+        return self._keyed(spec, value_id)
+
+    def current_facets(self, spec: StateSpec) -> dict[str, str]:
+        """The facets ``spec`` would have if it ran now on the kernel's variables (see
+        :mod:`nbflow.cache.facets`); no value is hashed."""
+        return dict(self._keyed(spec, lambda _name: "value", facets_only=True).facets)
+
+    def _keyed(self, spec: StateSpec, value_id: ValueId, *, facets_only: bool = False) -> Keyed:
+        facts = code_facts(python_of(spec.source))
+        facets = {"code": code_facet(spec.id, facts.normalized, spec.outputs)}
+        reason: str | None = None
         try:
-            for name in sorted(facts.reads):
-                parts.read(name)
-        except Uncacheable as exc:
-            return Keyed(None, exc.reason)
-        return Keyed(
-            make_key(
-                {
-                    "state": spec.id,
-                    "code": facts.normalized,
-                    "reads": parts.parts,
-                    "inputs": self._inputs(spec),
-                    "outputs": list(spec.outputs),
-                }
-            )
+            facets["inputs"] = inputs_facet(self._inputs(spec))
+        except NbflowError as exc:
+            reason = exc.message
+        parts = KeyParts(self._session.shell.user_ns, value_id)
+        if facts.opaque is not None:
+            reason = reason or f"it uses {facts.opaque}"
+        else:
+            try:
+                for name in sorted(facts.reads):
+                    parts.read(name)
+                for module in sorted(facts.imports):
+                    parts.parts[f"import:{module}"] = distribution_version(module)
+                facets["uses"] = uses_facet(parts.parts)
+            except Uncacheable as exc:
+                reason = reason or exc.reason
+        if not spec.cache:
+            reason = "it is marked --no-cache"
+        elif spec.always_run:
+            reason = "it is marked --always-run"
+        if reason is not None or facets_only:
+            return Keyed(None, reason, facets)
+        key = make_key(
+            {
+                "state": spec.id,
+                "code": facts.normalized,
+                "reads": parts.parts,
+                "inputs": self._inputs(spec),
+                "outputs": list(spec.outputs),
+            }
         )
+        return Keyed(key, None, facets)
 
     def _inputs(self, spec: StateSpec) -> list[list[str]]:
-        folder = self._session.location.folder
-        digests = self._session.home.file_digests
-        found = []
-        for pattern, path in expand(spec.inputs, folder):
-            if path is None:
-                found.append([pattern, "missing"])
-            else:
-                name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
-                found.append([pattern, name, digests.digest(path)])
-        return found
+        return declared_inputs(
+            spec.inputs, self._session.location.folder, self._session.home.file_digests
+        )
 
     def outputs(self, spec: StateSpec, base_snapshot_id: str, snapshot_id: str) -> Outputs:
         """The variables the attempt created, changed (among those it wrote or read) or
@@ -112,6 +142,7 @@ class KernelCache:
         after = snapshots.document(snapshot_id)
         facts = code_facts(python_of(spec.source))
         touched = facts.writes | facts.reads
+        namespace = self._session.shell.user_ns
         changed, deleted = [], []
         for entry in after.variables:
             old = before.variable(entry.name)
@@ -119,6 +150,12 @@ class KernelCache:
                 continue
             if old is not None and entry.name not in touched:
                 continue  # not the state's doing: its pickled bytes moved with a neighbour
+            if (
+                old is not None
+                and entry.name not in facts.writes
+                and is_own_code(namespace.get(entry.name), ("__main__",))
+            ):
+                continue  # a notebook function it only called: its code did not change
             if entry.status != VariableStatus.STORED:
                 return Outputs(
                     reason=f"it sets {entry.name!r}, which cannot be saved (mark the state "
@@ -142,15 +179,17 @@ class KernelCache:
         return tuple(stored)
 
     def reuse(self, entry: CacheEntry, context: Any) -> Any:
-        """Put the entry's outputs into the kernel's namespace; its files back on disk."""
+        """Put the entry's outputs into the kernel's namespace; its files back on disk.
+        Every file is read (and checked) before anything changes, so that an entry that
+        cannot be used leaves the namespace as it was."""
         session = self._session
         namespace = session.shell.user_ns
+        files = [(relative, session.home.artifacts.get(aid)) for relative, aid in entry.files]
         session.snapshots.restore(entry.snapshot_id, into=namespace, names=entry.changed)
         for name in entry.deleted:
             namespace.pop(name, None)
         folder = session.location.folder
-        for relative, artifact_id in entry.files:
-            data = session.home.artifacts.get(artifact_id)
+        for relative, data in files:
             target = folder / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.nbflow-tmp")

@@ -78,12 +78,14 @@ def run_sync_command(session: KernelSession, command: str, args: Any) -> None:
     elif command == "trust":
         session.trust(bool(args.yes))
     elif command == "gc":
-        gc = maintenance.collect_garbage(session.home, dry_run=bool(args.dry_run))
-        verb = "would remove" if args.dry_run else "removed"
-        session.presenter.message(
-            f"nbflow: {verb} {len(gc.removed)} artifacts ({gc.bytes_removed} bytes); "
-            f"{gc.kept} referenced artifacts kept"
-        )
+        keep = None
+        if args.keep is not None:
+            try:
+                keep = maintenance.parse_size(args.keep)
+            except ValueError as exc:
+                raise UsageError(f"%flow gc --keep: {exc}") from None
+        gc = maintenance.collect_garbage(session.home, dry_run=bool(args.dry_run), keep_bytes=keep)
+        session.presenter.message("nbflow: " + maintenance.describe(gc, bool(args.dry_run)))
 
 
 @magics_class

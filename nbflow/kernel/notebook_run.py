@@ -13,17 +13,22 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from nbflow.engine.core import CallBody, Served, Steps, Wait, advance
+from nbflow.engine.core import CallBody, Served, Starting, Steps, Wait, advance
 from nbflow.engine.results import RunResult
 from nbflow.kernel.execution import Shell, run_state_code
 
 
 class CellDriver:
-    """Holds a run's steps between cells and advances them when a state cell arrives."""
+    """Holds a run's steps between cells and advances them when a state cell arrives.
+
+    The engine announces each state (:class:`Starting`) before doing anything of it, so
+    that all a state does, and all it says (restored from the cache, retried, failed),
+    happens inside its own cell.
+    """
 
     def __init__(self, steps: Steps) -> None:
         self._steps = steps
-        self._pending: CallBody[Any] | Wait | Served | RunResult | None = None
+        self._pending: CallBody[Any] | Wait | Served | Starting | RunResult | None = None
         self.result: RunResult | None = None
 
     def prime(self) -> None:
@@ -37,45 +42,42 @@ class CellDriver:
         """Run state ``name``'s cell; the run's result once its last state has run."""
         self.prime()
         command = self._pending
+        assert command is not None
+        began = False  # whether this cell has run (or been served) an attempt of ``name``
         while True:
             if isinstance(command, RunResult):
-                self.result = command
-                return command
-            if isinstance(command, Wait):
+                break
+            if isinstance(command, Wait):  # the backoff before a retry of ``name``
                 await asyncio.sleep(command.seconds)
                 command = advance(self._steps, None, None)
                 continue
-            if isinstance(command, Served):
-                if command.state_id != name:
-                    self._pending = command
-                    raise self._out_of_order(command.state_id, name)
-                # Restored from the cache: this cell's code does not run.
+            state_id = command.spec.id if isinstance(command, CallBody) else command.state_id
+            if state_id != name:
+                if began:
+                    break  # the next state's own cell goes on from here
+                self._pending = command
+                raise self._out_of_order(state_id, name)
+            began = True
+            if isinstance(command, Starting):
                 command = advance(self._steps, None, None)
-                self._pending = command
-                if isinstance(command, RunResult):
-                    self.result = command
-                    return command
-                return None
-            assert command is not None
-            if command.spec.id != name:
-                self._pending = command
-                raise self._out_of_order(command.spec.id, name)
-            try:
-                with command.facts():
-                    await run_state_code(shell, name, source, timeout_ms)
-            except BaseException as exc:  # handed to the run's steps, which decide
-                command = advance(self._steps, None, exc)
+            elif isinstance(command, Served):
+                command = advance(self._steps, None, None)  # cached: the code does not run
             else:
-                command = advance(self._steps, shell.user_ns, None)
-            if isinstance(command, CallBody) and command.spec.id == name:
-                continue  # retried at once
-            if isinstance(command, Wait):
-                continue  # retried after the backoff
-            self._pending = command
-            if isinstance(command, RunResult):
-                self.result = command
-                return command
-            return None
+                try:
+                    with command.facts():
+                        await run_state_code(shell, name, source, timeout_ms)
+                except BaseException as exc:  # handed to the run's steps, which decide
+                    command = advance(self._steps, None, exc)
+                else:
+                    command = advance(self._steps, shell.user_ns, None)
+        self._pending = command
+        return self._ended()
+
+    def _ended(self) -> RunResult | None:
+        if isinstance(self._pending, RunResult):
+            self.result = self._pending
+            return self._pending
+        return None
 
     @staticmethod
     def _out_of_order(expected: str, name: str) -> UsageError:

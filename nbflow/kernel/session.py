@@ -35,6 +35,7 @@ from nbflow.kernel.views import (
     attempt_bars,
     banner_view,
     live_view,
+    plan_staleness,
     plan_view,
     run_row,
     snapshot_size,
@@ -119,6 +120,7 @@ class KernelSession:
         """Secret values of this kernel: credential-like environment variables and the
         values of withheld variables. Nothing nbflow writes holds one."""
         self.snapshots = NamespaceCodec(self.home.artifacts, secrets=self.secrets)
+        self.cache_policy = KernelCache(self)
         self.engine: Engine[dict[str, Any]] = Engine(
             self.home.artifacts,
             self.home.events,
@@ -127,12 +129,10 @@ class KernelSession:
             secrets=self.secrets,
             leases=self.home.leases,
             cache=self.home.cache,
-            cache_policy=KernelCache(self),
+            cache_policy=self.cache_policy,
         )
         self.engine.listeners.append(self._on_event)
         self.engine.redaction_listeners.append(self._on_redacted)
-        self._cached: set[str] = set()
-        """States served from the cache in this kernel (their DAG colour)."""
         self._told: set[str] = set()
         """States whose reason for not being cached was said already."""
         self._redactions_told: set[tuple[str, ...]] = set()
@@ -147,6 +147,8 @@ class KernelSession:
         self.live_run: str | None = None
         self._verbose_progress = False
         self._live_plan: Plan | None = None
+        self._live_stale: dict[str, str] = {}
+        """The states that were stale when the live run started (drawn so until reached)."""
         self.busy = False
         self.notebook_run: CellDriver | None = None
 
@@ -243,7 +245,11 @@ class KernelSession:
     # -- running --------------------------------------------------------------------------
 
     def begin_notebook_run(
-        self, plan_json: str, parameters_json: str, resume_run: str | None
+        self,
+        plan_json: str,
+        parameters_json: str,
+        resume_run: str | None,
+        use_cache: bool = True,
     ) -> None:
         """Make this kernel execute the notebook as one run (``nbflow run``): each
         ``%%state`` cell runs the next state. With ``resume_run``, its last checkpoint is
@@ -253,13 +259,16 @@ class KernelSession:
         for spec in plan.states:
             self.states[spec.id] = spec
             self.upstream[spec.id] = plan.upstream_of(spec.id)
+        self.engine.announce_states = True  # each state happens in its own cell
         if resume_run is not None:
             driver = CellDriver(self.engine.resume_steps(resume_run))
             driver.prime()
         else:
             manifest = Manifest(flow_id=self.flow_id, plan=plan, parameters=parameters)
             manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
-            request = StartRequest.for_manifest(manifest, manifest_id, self.shell.user_ns)
+            request = StartRequest.for_manifest(
+                manifest, manifest_id, self.shell.user_ns, use_cache=use_cache
+            )
             driver = CellDriver(self.engine.start_steps(request))
         self.notebook_run = driver
         self.mode = "notebook"
@@ -310,11 +319,13 @@ class KernelSession:
                     return
         self._verbose_progress = True
         self._live_plan = plan
+        self._live_stale = self.staleness(plan)
         try:
             await self._start(manifest, use_cache)
         finally:
             self._verbose_progress = False
             self._live_plan = None
+            self._live_stale = {}
 
     async def _start(self, manifest: Manifest, use_cache: bool = True) -> None:
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
@@ -575,7 +586,6 @@ class KernelSession:
                 "run again"
             )
         if isinstance(event, StateCached):
-            self._cached.add(event.state_id)
             ago = duration(max(0, now_us() - event.computed_us) // 1000)
             self.presenter.message(
                 f"nbflow: {event.state_id} cached from run {event.from_run[:8]}, {ago} ago, "
@@ -598,7 +608,7 @@ class KernelSession:
             event, (StateEntered, StateCompleted, StateFailed, RetryScheduled)
         ):
             stream = self.home.events.read_range(envelope.run_id)
-            view, done, current = live_view(self._live_plan, stream)
+            view, done, current = live_view(self._live_plan, stream, stale=self._live_stale)
             self.presenter.live(view, done, len(self._live_plan.states), current)
         if isinstance(event, StateEntered):
             self.live_run = envelope.run_id
@@ -637,7 +647,22 @@ class KernelSession:
                 if up in self.states
             ),
         )
-        self.presenter.plan(plan_view(self.home.events, plan, restored=frozenset(self.restored)))
+        self.presenter.plan(
+            plan_view(
+                self.home.events,
+                plan,
+                restored=frozenset(self.restored),
+                current=self.current_facets(plan),
+            )
+        )
+
+    def current_facets(self, plan: Plan) -> dict[str, dict[str, str]]:
+        """Each state's key facets as they would be if it ran now (for staleness)."""
+        return {spec.id: self.cache_policy.current_facets(spec) for spec in plan.states}
+
+    def staleness(self, plan: Plan) -> dict[str, str]:
+        """``state id -> why it is stale`` for the plan's stale states."""
+        return plan_staleness(self.home.events, plan, self.current_facets(plan))
 
     def runs(self) -> None:
         """``%flow runs``."""

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from nbflow.errors import NbflowError
+from nbflow.engine.plan import topological_order
+from nbflow.engine.staleness import HISTORY_DEPTH, last_completions, stale_states
+from nbflow.errors import NbflowError, PlanError
 from nbflow.model.events import (
     AttemptInterrupted,
     EventEnvelope,
     RetryScheduled,
     RunCompleted,
     RunStarted,
+    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
@@ -22,9 +25,6 @@ from nbflow.snapshot.document import SnapshotDocument
 from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.events import EventStore, RunRecord
 from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow, StateView
-
-HISTORY_DEPTH = 200
-"""How many recent runs are read to find each state's latest status."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ def attempt_bars(
     origin = events[0].at_us
     bars: list[AttemptBar] = []
     open_entry: tuple[StateEntered, int] | None = None
+    served = False  # the open attempt was served from the cache
     ended = any(isinstance(e.event, RunCompleted) for e in events)
 
     def close(outcome: str, at_us: int, error: str | None = None, size: int | None = None) -> None:
@@ -72,9 +73,12 @@ def attempt_bars(
             if open_entry is not None:  # superseded: its process died inside it
                 close("interrupted", envelope.at_us)
             open_entry = (event, envelope.at_us)
+            served = False
+        elif isinstance(event, StateCached) and open_entry is not None:
+            served = True
         elif isinstance(event, StateCompleted) and open_entry is not None:
             size = size_of(event.context_snapshot_id) if size_of is not None else None
-            close("completed", envelope.at_us, size=size)
+            close("cached" if served else "completed", envelope.at_us, size=size)
         elif isinstance(event, StateFailed) and open_entry is not None:
             close("failed", envelope.at_us, event.error.message)
         elif isinstance(event, AttemptInterrupted) and open_entry is not None:
@@ -114,8 +118,10 @@ def plan_view(
     *,
     live_run: str | None = None,
     restored: frozenset[str] = frozenset(),
+    current: Mapping[str, Mapping[str, str]] | None = None,
 ) -> PlanView:
-    """The plan with each state's latest status across this flow's recent runs."""
+    """The plan with each state's latest status across this flow's recent runs; with
+    ``current`` (each state's key facets as they would be now), stale states are marked."""
     latest: dict[str, StateOutcome] = {}
     wanted = {state.id for state in plan.states}
     for record in events.runs(flow_id=plan.flow_id, limit=HISTORY_DEPTH):
@@ -124,12 +130,15 @@ def plan_view(
         outcomes = state_outcomes(events.read_range(record.run_id), record.run_id == live_run)
         for state_id, outcome in outcomes.items():
             latest.setdefault(state_id, outcome)
+    stale = plan_staleness(events, plan, current) if current is not None else {}
     views = []
     for state in plan.states:
         found = latest.get(state.id)
         status = found.status if found else "pending"
         if state.id in restored and status != "running":
             status = "restored"
+        if state.id in stale and status in _SETTLED:
+            status = "stale"
         views.append(
             StateView(
                 state.id,
@@ -138,9 +147,28 @@ def plan_view(
                 found.attempt if found else None,
                 found.duration_ms if found else None,
                 found.error if found else None,
+                stale.get(state.id),
             )
         )
     return PlanView(plan.flow_id, tuple(views))
+
+
+def plan_staleness(
+    events: EventStore, plan: Plan, current: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """``state id -> why it is stale``, for the plan's stale states (see
+    :mod:`nbflow.engine.staleness`); ``current``: each state's facets as they are now."""
+    try:
+        states = topological_order(plan)
+    except PlanError:  # a plan being declared may have a cycle: judged as declared
+        states = list(plan.states)
+    order = [(state.id, plan.upstream_of(state.id)) for state in states]
+    done = last_completions(events, plan.flow_id, [state.id for state in plan.states])
+    return stale_states(order, done, current)
+
+
+_SETTLED = ("completed", "cached", "restored")
+"""Statuses that a stale mark replaces: the result is there, but out of date."""
 
 
 def run_row(events: EventStore, record: RunRecord, states_total: int, live: bool) -> RunRow:
@@ -201,27 +229,39 @@ def banner_view(
 
 
 def live_view(
-    plan: Plan, stream: list[EventEnvelope], *, live: bool = True
+    plan: Plan,
+    stream: list[EventEnvelope],
+    *,
+    live: bool = True,
+    stale: Mapping[str, str] | None = None,
 ) -> tuple[PlanView, int, str | None]:
     """A run's plan: its view, states done, and the current state. ``live``: the run is
-    being driven now (otherwise an attempt left open was cut off: ``interrupted``)."""
+    being driven now (otherwise an attempt left open was cut off: ``interrupted``).
+    ``stale``: the states that were stale when the run started, shown as such until the
+    run reaches them."""
     outcomes = state_outcomes(stream, live=live)
     done = sum(isinstance(e.event, StateCompleted) for e in stream)
     current = next(
         (s for s, o in reversed(outcomes.items()) if o.status in ("running", "retrying")), None
     )
-    views = tuple(
-        StateView(
-            state.id,
-            plan.upstream_of(state.id),
-            outcomes[state.id].status if state.id in outcomes else "pending",
-            outcomes[state.id].attempt if state.id in outcomes else None,
-            outcomes[state.id].duration_ms if state.id in outcomes else None,
-            outcomes[state.id].error if state.id in outcomes else None,
+    stale = stale or {}
+    views = []
+    for state in plan.states:
+        outcome = outcomes.get(state.id)
+        status = outcome.status if outcome is not None else "pending"
+        reason = stale.get(state.id) if outcome is None else None
+        views.append(
+            StateView(
+                state.id,
+                plan.upstream_of(state.id),
+                "stale" if reason is not None else status,
+                outcome.attempt if outcome is not None else None,
+                outcome.duration_ms if outcome is not None else None,
+                outcome.error if outcome is not None else None,
+                reason,
+            )
         )
-        for state in plan.states
-    )
-    return PlanView(plan.flow_id, views), done, current
+    return PlanView(plan.flow_id, tuple(views)), done, current
 
 
 def snapshot_size(artifacts: ArtifactStore, snapshot_id: str) -> int | None:

@@ -155,6 +155,9 @@ class StateKeyed(_Event):
     state_id: str
     key: str | None = None
     reason: str | None = None
+    facets: dict[str, str] = Field(default_factory=dict)
+    """Keys of the parts of ``key`` that can be judged without the data (``code``,
+    ``uses``, ``inputs``): what staleness compares before the state runs again."""
 
 
 class Note(_Event):

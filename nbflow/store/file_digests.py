@@ -5,12 +5,18 @@ than many states, so the id is kept with the file's ``stat`` (size, modification
 change times in nanoseconds, inode, device) in the ``file_digests`` table, and the file is
 read again only when one of them changed. Rewriting a file changes its times even when
 its size stays the same.
+
+File times have a granularity (a kernel tick, or two seconds on some filesystems), so a
+file rewritten in the same tick as it was hashed keeps its stat. A stat is therefore
+kept only for a file last modified at least :data:`SETTLED_NS` before it was hashed, and
+unchanged while it was read; a newer file is read again every time until it settles.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -18,6 +24,8 @@ from nbflow.hashing.ids import ALGORITHM, new_hasher
 from nbflow.store.database import Database
 
 _CHUNK = 1 << 24
+SETTLED_NS = 2_000_000_000
+"""How old a file's modification time must be for its stat to stand for its content."""
 
 
 def expand(patterns: Iterable[str], folder: Path) -> list[tuple[str, Path | None]]:
@@ -68,6 +76,10 @@ class SqliteFileDigests:
                 hasher.update(chunk)
                 self.hashed_bytes += len(chunk)
         digest = f"{ALGORITHM}:{hasher.hexdigest()}"
+        after = os.stat(path)
+        settled = time.time_ns() - info.st_mtime_ns >= SETTLED_NS
+        if not settled or (after.st_mtime_ns, after.st_size) != (info.st_mtime_ns, info.st_size):
+            return digest  # may change again within the same tick: not remembered
         with self.database.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO file_digests (path, stat, digest) VALUES (?, ?, ?)",

@@ -36,12 +36,17 @@ _VERMILLION = Swatch(fill="#d55e00", stroke="#8a3c00", text="#150800")
 _ORANGE = Swatch(fill="#e69f00", stroke="#8f6300", text="#1f1500")
 _PURPLE = Swatch(fill="#cc79a7", stroke="#8c3f6b", text="#1f0a16")
 _BLUE = Swatch(fill="#0072b2", stroke="#004a75", text="#ffffff")
+# A pale tint of the completed hue: a cached state has a result, which it did not compute.
+_PALE_GREEN = Swatch(fill="#d3efe4", stroke="#00785a", text="#06281d")
+_YELLOW = Swatch(fill="#f0e442", stroke="#8a7f00", text="#1f1c00")
 
 STATUS_COLORS: Final = MappingProxyType(
     {
         "pending": _GREY,
         "running": _SKY_BLUE,
         "completed": _GREEN,
+        "cached": _PALE_GREEN,
+        "stale": _YELLOW,
         "failed": _VERMILLION,
         "retrying": _ORANGE,
         "interrupted": _PURPLE,
@@ -53,6 +58,7 @@ STATUS_COLORS: Final = MappingProxyType(
 OUTCOME_COLORS: Final = MappingProxyType(
     {
         "completed": _GREEN,
+        "cached": _PALE_GREEN,
         "failed": _VERMILLION,
         "interrupted": _PURPLE,
         "running": _SKY_BLUE,

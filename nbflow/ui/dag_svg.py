@@ -170,6 +170,8 @@ def _hover(state: StateView) -> str:
         lines.append(f"duration: {duration(state.last_duration_ms)}")
     if state.last_error:
         lines.append(f"error: {shorten(state.last_error.strip(), _MAX_HOVER_ERROR)}")
+    if state.stale:
+        lines.append(f"stale: {state.stale}")
     return clean_text("\n".join(lines))
 
 

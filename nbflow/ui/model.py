@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATUSES = ("pending", "running", "completed", "failed", "retrying", "interrupted", "restored")
+STATUSES = (
+    "pending",
+    "running",
+    "completed",
+    "cached",
+    "stale",
+    "failed",
+    "retrying",
+    "interrupted",
+    "restored",
+)
+"""``cached``: served from an earlier attempt; ``stale``: completed, but its code, what it
+uses, its input files or an upstream state changed since (see
+:mod:`nbflow.engine.staleness`)."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +31,8 @@ class StateView:
     last_attempt: int | None = None
     last_duration_ms: int | None = None
     last_error: str | None = None
+    stale: str | None = None
+    """Why the state is stale, when it is."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ class AttemptBar:
     """Milliseconds since the run started."""
     duration_ms: int
     outcome: str
-    """``completed``, ``failed``, ``interrupted``, ``running`` or ``backoff``."""
+    """``completed``, ``cached``, ``failed``, ``interrupted``, ``running`` or ``backoff``."""
     error: str | None = None
     snapshot_bytes: int | None = None
     """Size of the variables a completed attempt checkpointed, when known."""

@@ -12,6 +12,8 @@ MARKS = {
     "pending": "·",
     "running": "▶",
     "completed": "✓",
+    "cached": "≡",
+    "stale": "!",
     "failed": "✗",
     "retrying": "↻",
     "interrupted": "‖",
@@ -64,6 +66,8 @@ class TextPresenter:
                 extra = f"  (attempt {state.last_attempt}, {duration(state.last_duration_ms)})"
             if state.last_error:
                 extra += f"  {state.last_error}"
+            if state.stale:
+                extra += f"  ({state.stale})"
             self._print(
                 f"  {MARKS[state.status]} {state.state_id:<{width}}  {state.status:<11}"
                 f"{after}{extra}"

@@ -128,7 +128,14 @@ class Text:
     @staticmethod
     def state_line(state_id: str, status: str) -> re.Pattern[str]:
         """A ``%flow show`` line such as ``  ✓ load  completed``."""
-        mark = {"completed": "✓", "running": "▶", "failed": "✗", "interrupted": "‖"}[status]
+        mark = {
+            "completed": "✓",
+            "cached": "≡",
+            "stale": "!",
+            "running": "▶",
+            "failed": "✗",
+            "interrupted": "‖",
+        }[status]
         return re.compile(rf"^\s*{re.escape(mark)} {re.escape(state_id)}\s+{status}\b", re.M)
 
 
@@ -382,7 +389,16 @@ def lab_page(tmp_path: Path) -> Iterator[Page]:
 def artifacts() -> Path:
     folder = Path(os.environ.get("NBFLOW_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("dag.png", "banner.png", "resumed.png", "failure.png", "failure.txt"):
+    for name in (
+        "dag.png",
+        "banner.png",
+        "resumed.png",
+        "timeline.png",
+        "stale.png",
+        "cached.png",
+        "failure.png",
+        "failure.txt",
+    ):
         (folder / name).unlink(missing_ok=True)
     return folder
 
@@ -612,10 +628,9 @@ class Notebook:
         self.page.screenshot(path=str(path))
 
 
-def write_notebook(root: Path) -> None:
-    import nbformat
-
-    cells = [
+def notebook_cells() -> list[str]:
+    """The sources of the notebook's cells."""
+    return [
         "%load_ext nbflow",
         "%%state load\nrows = list(range(10))",
         "%%state clean --after load\nrows = [r for r in rows if r % 2 == 0]",
@@ -624,6 +639,12 @@ def write_notebook(root: Path) -> None:
         "model = sum(rows)",
         "%flow show",
     ]
+
+
+def write_notebook(root: Path) -> None:
+    import nbformat
+
+    cells = notebook_cells()
     new_notebook, new_cell = nbformat.v4.new_notebook, nbformat.v4.new_code_cell
     notebook = new_notebook(  # type: ignore[no-untyped-call]
         cells=[new_cell(source) for source in cells],  # type: ignore[no-untyped-call]
@@ -879,6 +900,38 @@ def test_run_all_then_kill_the_kernel_and_resume_from_the_banner(
             outcomes = {bars.nth(i).get_attribute("data-outcome") for i in range(2)}
             assert outcomes == {"interrupted", "completed"}, outcomes
         notebook.screenshot(timeline, artifacts / "timeline.png")
+
+        # Part 4: an edit of clean makes it, and every state after it, stale in the DAG;
+        # the next run executes exactly those, and serves load from the cache. This
+        # kernel has declared only slow, so the plan is declared again, clean edited.
+        sources = notebook_cells()
+        cells = [
+            "%flow mode declare",
+            sources[1],
+            sources[2].replace("% 2 == 0", "% 3 == 0"),
+            sources[3],
+            SLOW_STATE,
+            "%flow show",
+        ]
+        indexes = [notebook.append(source) for source in cells]
+        for index in indexes:
+            notebook.run([index], 30)
+        show = indexes[-1]
+        stale = {"load": "completed", "clean": "stale", "train": "stale", "slow": "stale"}
+        expect_dag(notebook, show, stale)
+        notebook.screenshot(show, artifacts / "stale.png")
+        rerun = notebook.append("%flow run")
+        notebook.run([rerun], 60)
+        said = notebook.text_of(rerun)
+        assert "load cached from run" in said, said
+        after = notebook.append("%flow show")
+        notebook.run([after], 30)
+        fresh = {"load": "cached", "clean": "completed", "train": "completed", "slow": "cached"}
+        expect_dag(notebook, after, fresh)
+        check = notebook.append("print('model =', model)")
+        notebook.run([check], 30)
+        assert "model = 18" in notebook.text_of(check), notebook.text_of(check)
+        notebook.screenshot(after, artifacts / "cached.png")
 
     took = time.monotonic() - started
     total = TEST_BUDGET_S - deadline.remaining()
