@@ -42,9 +42,12 @@ def _distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+@functools.lru_cache(maxsize=4096)
 def distribution_version(module_name: str) -> str:
     """``name==version`` of the distribution that provides top-level module ``module_name``,
-    or ``stdlib`` / ``unknown``."""
+    or ``stdlib`` / ``unknown``. Kept for the life of the process, like the modules
+    themselves: an upgrade takes effect in a process only once it restarts, and so does
+    its version in the keys."""
     top = module_name.split(".")[0]
     if top in sys.stdlib_module_names or top == "builtins":
         return "stdlib"

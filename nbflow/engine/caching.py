@@ -49,6 +49,15 @@ class Outputs:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Reused(Generic[C]):
+    """The context with a cache entry's outputs put in; ``changed``: whether that changed
+    it (when not, it is still the attempt's base, and needs no new checkpoint)."""
+
+    context: C
+    changed: bool = True
+
+
 class CachePolicy(Protocol, Generic[C]):
     """How the states of one kind of context are keyed and served from the cache."""
 
@@ -60,8 +69,9 @@ class CachePolicy(Protocol, Generic[C]):
         """What the attempt that went from ``base_snapshot_id`` to ``snapshot_id`` changed."""
         ...
 
-    def reuse(self, entry: CacheEntry, context: C) -> C:
-        """``context`` with ``entry``'s outputs put in; raises NbflowError if it cannot."""
+    def reuse(self, entry: CacheEntry, context: C, base_snapshot_id: str) -> Reused[C]:
+        """``context`` (saved as ``base_snapshot_id``) with ``entry``'s outputs put in;
+        raises NbflowError if it cannot."""
         ...
 
 
@@ -109,10 +119,10 @@ class DocumentCache(Generic[C]):
         """The whole context is the output of a document state."""
         return Outputs()
 
-    def reuse(self, entry: CacheEntry, context: C) -> C:
+    def reuse(self, entry: CacheEntry, context: C, base_snapshot_id: str) -> Reused[C]:
         """The context the earlier attempt left (its base was the same document)."""
         restored: C = self._restore(entry.snapshot_id)
-        return restored
+        return Reused(restored)
 
 
 @dataclass(frozen=True)

@@ -615,13 +615,20 @@ class Engine(Generic[C]):
                     facets=dict(keyed.facets),
                 )
             )
-        writer.append(*entered)
-        log.info("attempt started from %s", base_snapshot_id)
         if cache is not None and keyed is not None and keyed.key is not None:
+            # Served from the cache, the attempt is recorded in one commit with its
+            # StateCached: putting the outputs in has no effect outside this process.
+            for event in entered:
+                writer.stage(event)
             served = self._serve(cache, keyed.key, spec, base_snapshot_id, context, writer)
             if served is not None:
+                log.info("attempt served from the cache, from %s", base_snapshot_id)
                 yield Served(spec.id)
                 return served
+            writer.flush()  # the attempt is durable before its code runs
+        else:
+            writer.append(*entered)
+        log.info("attempt started from %s", base_snapshot_id)
         started = time.monotonic()
         try:
             result = yield CallBody(spec, attempt, body, context, scope)
@@ -675,12 +682,13 @@ class Engine(Generic[C]):
         """Complete the open attempt from the cache, if an intact entry has ``key``."""
         for entry in cache.index.find(key, cache.manifest.flow_id):
             try:
-                reused = cache.policy.reuse(entry, context)
-                snapshot_id = (
-                    entry.snapshot_id
-                    if entry.base_snapshot_id == base_snapshot_id
-                    else self.codec.capture(reused)
-                )
+                reused = cache.policy.reuse(entry, context, base_snapshot_id)
+                if not reused.changed:
+                    snapshot_id = base_snapshot_id  # its outputs were there already
+                elif entry.base_snapshot_id == base_snapshot_id:
+                    snapshot_id = entry.snapshot_id
+                else:
+                    snapshot_id = self.codec.capture(reused.context)
             except NbflowError as exc:  # damaged or gone: try the next, or run the code
                 RunLogger(writer.run_id).warning("cache entry not usable: %s", exc.message)
                 continue
@@ -698,7 +706,7 @@ class Engine(Generic[C]):
                 StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id),
                 partial(cache.index.touch_in, entry=entry),
             )
-            return _Live(snapshot_id, reused)
+            return _Live(snapshot_id, reused.context)
         return None
 
     def _fail(

@@ -24,7 +24,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbflow.cache import KeyParts, Uncacheable, code_facts, distribution_version, make_key
 from nbflow.cache.facets import code_facet, inputs_facet, uses_facet
 from nbflow.cache.values import ValueId, is_own_code
-from nbflow.engine.caching import Keyed, Outputs
+from nbflow.engine.caching import Keyed, Outputs, Reused
 from nbflow.errors import NbflowError
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
@@ -178,15 +178,27 @@ class KernelCache:
                 stored.append((str(path.relative_to(folder)), artifacts.put(path.read_bytes())))
         return tuple(stored)
 
-    def reuse(self, entry: CacheEntry, context: Any) -> Any:
+    def reuse(self, entry: CacheEntry, context: Any, base_snapshot_id: str) -> Reused[Any]:
         """Put the entry's outputs into the kernel's namespace; its files back on disk.
-        Every file is read (and checked) before anything changes, so that an entry that
-        cannot be used leaves the namespace as it was."""
+
+        Variables that already hold the entry's values (the same bytes in the attempt's
+        base snapshot) are left alone, so that re-running an unchanged plan in the same
+        kernel restores nothing. Every file is read (and checked) before anything changes,
+        so that an entry that cannot be used leaves the namespace as it was."""
         session = self._session
         namespace = session.shell.user_ns
         files = [(relative, session.home.artifacts.get(aid)) for relative, aid in entry.files]
-        session.snapshots.restore(entry.snapshot_id, into=namespace, names=entry.changed)
-        for name in entry.deleted:
+        base = session.snapshots.document(base_snapshot_id)
+        saved = session.snapshots.document(entry.snapshot_id)
+        wanted = []
+        for name in entry.changed:
+            now, then = base.variable(name), saved.variable(name)
+            if now is None or then is None or _identity(now) != _identity(then):
+                wanted.append(name)
+        deleted = [name for name in entry.deleted if name in namespace]
+        if wanted:
+            session.snapshots.restore(entry.snapshot_id, into=namespace, names=wanted)
+        for name in deleted:
             namespace.pop(name, None)
         folder = session.location.folder
         for relative, data in files:
@@ -195,4 +207,4 @@ class KernelCache:
             tmp = target.with_name(f".{target.name}.nbflow-tmp")
             tmp.write_bytes(data)
             os.replace(tmp, target)
-        return namespace
+        return Reused(namespace, changed=bool(wanted or deleted))

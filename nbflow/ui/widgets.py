@@ -62,6 +62,11 @@ def _status_badge(status: str) -> str:
     )
 
 
+LIVE_INTERVAL_S = 0.2
+"""The live picture is redrawn at most this often (drawing takes a ``dot`` process); the
+last change is always drawn when the run ends."""
+
+
 class WidgetPresenter:
     """Shows views as widgets; buttons call back into ``actions``."""
 
@@ -78,6 +83,10 @@ class WidgetPresenter:
         """The run history shown last."""
         self.live_updates = 0
         """How often the live picture was redrawn."""
+        self.last_live_svg = ""
+        """The live picture drawn last."""
+        self._drawn = 0.0
+        self._pending: tuple[PlanView, int, int, str | None] | None = None
 
     @property
     def tasks(self) -> tuple[asyncio.Future[None], ...]:
@@ -214,6 +223,11 @@ class WidgetPresenter:
         TextPresenter().progress(state_id, attempt, what)
 
     def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
+        if self._dag is not None and time.monotonic() - self._drawn < LIVE_INTERVAL_S:
+            self._pending = (view, done, total, current)  # drawn by the next call or the end
+            return
+        self._pending = None
+        self._drawn = time.monotonic()
         svg, _ = plan_svg(view)
         if self._dag is None or self._bar is None or self._label is None:
             self._started = time.monotonic()
@@ -225,6 +239,7 @@ class WidgetPresenter:
                 f"nbflow: running {total} states",
             )
         self._dag.value = svg
+        self.last_live_svg = svg
         self.live_updates += 1
         self._bar.max = max(total, 1)
         self._bar.value = done
@@ -233,6 +248,9 @@ class WidgetPresenter:
         self._label.value = f"{done}/{total} states{now} · {duration(elapsed)}"
 
     def live_end(self, outcome: str) -> None:
+        if self._pending is not None:
+            self._drawn = 0.0
+            self.live(*self._pending)
         if self._bar is not None:
             self._bar.bar_style = "success" if outcome == "completed" else "danger"
         self._dag = self._bar = self._label = None
