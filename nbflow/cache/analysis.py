@@ -15,6 +15,7 @@ starts child runs, whose results must come from the run's own history.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 
 from nbflow.hashing.code_digest import normalized_tree, parse_code
@@ -52,6 +53,7 @@ class CodeFacts:
     """Top-level packages the code imports itself (their versions belong in its key)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def code_facts(python_source: str) -> CodeFacts:
     """Analyse ``python_source`` (IPython syntax already turned into Python)."""
     tree = parse_code(python_source)

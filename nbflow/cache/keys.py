@@ -5,9 +5,9 @@ Python's ``hash()`` is salted per process and is never used for anything persist
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from nbflow.hashing.canonical import canonical_json
 from nbflow.hashing.ids import content_id
 
 KEY_VERSION = 1
@@ -15,5 +15,10 @@ KEY_VERSION = 1
 
 
 def make_key(parts: dict[str, Any]) -> str:
-    """``cache1:blake3:<hex>`` of ``parts`` (canonical JSON: no floats, sorted keys)."""
-    return f"cache{KEY_VERSION}:" + content_id(canonical_json({"v": KEY_VERSION, **parts}))
+    """``cache1:blake3:<hex>`` of ``parts``, as JSON with sorted keys and no spaces (the
+    parts are strings, whole numbers, lists and string-keyed objects, which this writes
+    the same way in every process)."""
+    data = json.dumps(
+        {"v": KEY_VERSION, **parts}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return f"cache{KEY_VERSION}:" + content_id(data.encode("utf-8", "surrogatepass"))

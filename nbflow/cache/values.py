@@ -208,24 +208,25 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def _code_identity(code: types.CodeType) -> list[Any]:
+@functools.lru_cache(maxsize=4096)
+def _code_identity(code: types.CodeType) -> tuple[Any, ...]:
     """A function's compiled code, without its line numbers, so that comments, blank lines
     and formatting do not count; the same whether the function was defined by a cell or
     restored from a snapshot (which keeps no source). It changes with Python's bytecode,
     that is between Python versions: then a miss, never a stale hit."""
-    consts = [
+    consts = tuple(
         _code_identity(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts
-    ]
-    return [
+    )
+    return (  # a tuple (immutable: it is shared by the cache), written as a JSON list
         code.co_name,
         code.co_code.hex(),
-        list(code.co_names),
-        list(code.co_varnames),
-        list(code.co_freevars),
-        list(code.co_cellvars),
-        [code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags],
+        code.co_names,
+        code.co_varnames,
+        code.co_freevars,
+        code.co_cellvars,
+        (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags),
         consts,
-    ]
+    )
 
 
 def _opaque_names(code: types.CodeType, globals_: Mapping[str, Any]) -> str | None:

@@ -25,16 +25,25 @@ from nbflow.model.events import (
     RetryScheduled,
     RunCompleted,
     RunStarted,
+    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
+    StateKeyed,
 )
 
 Reporter = Callable[[str, list[Redaction]], None]
 """Told what was redacted, and where (``state 'fetch'``), so the user can be told once."""
 
 _CHECKED_MIN = 8  # shorter strings (state names, statuses) cannot hold a token
-_ONLY_NAMES_AND_IDS = (RunStarted, StateEntered, StateCompleted, RunCompleted, RetryScheduled)
+_ONLY_NAMES_AND_IDS = (
+    RunStarted,
+    StateEntered,
+    StateCompleted,
+    RunCompleted,
+    RetryScheduled,
+    StateCached,
+)
 
 
 class SecretGuard:
@@ -48,8 +57,11 @@ class SecretGuard:
         """``event`` as it may be written."""
         if isinstance(event, _ONLY_NAMES_AND_IDS):
             # State ids and the flow id were checked with the manifest; the rest are
-            # content ids, numbers and nbflow's own words. The hot path stays cheap.
+            # content ids, cache keys, run ids, numbers and nbflow's own words. The hot
+            # path stays cheap.
             return event
+        if isinstance(event, StateKeyed) and event.reason is None:
+            return event  # a key and its facets: hashes, which hold nothing
         if isinstance(event, StateFailed):
             error, done = self._redact_error(event.error)
             if done:
@@ -102,7 +114,7 @@ class SecretGuard:
 def _strings(value: Any, code: list[str]) -> list[str]:
     """The strings of a JSON document, content ids left out; state code goes to ``code``."""
     if isinstance(value, str):
-        return [] if is_content_id(value) else [value]
+        return [] if is_content_id(value) or _is_cache_key(value) else [value]
     if isinstance(value, dict):
         found: list[str] = []
         for key, item in value.items():
@@ -114,6 +126,12 @@ def _strings(value: Any, code: list[str]) -> list[str]:
     if isinstance(value, list):
         return [s for item in value for s in _strings(item, code)]
     return []
+
+
+def _is_cache_key(value: str) -> bool:
+    """``cacheN:<content id>`` (see :func:`nbflow.cache.make_key`)."""
+    prefix, _, rest = value.partition(":")
+    return prefix.startswith("cache") and prefix[5:].isdigit() and is_content_id(rest)
 
 
 def _redact_strings(value: Any, known: KnownSecrets, done: list[Redaction]) -> Any:

@@ -10,6 +10,7 @@ key must not miss only because the interpreter was upgraded.
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Any
 
 _SKIPPED_FIELDS = frozenset({"ctx", "type_comment", "kind"})
@@ -26,6 +27,7 @@ def parse_code(source: str) -> ast.Module | None:
     return tree
 
 
+@functools.lru_cache(maxsize=1024)
 def normalized_code(source: str) -> str:
     """``source`` as positionless text; the source itself when it does not parse."""
     tree = parse_code(source)

@@ -15,6 +15,7 @@ checkpoint, the ones it deleted are deleted, and its ``--outputs`` files are wri
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 _TRANSFORMER = TransformerManager()  # type: ignore[no-untyped-call]
 
 
+@functools.lru_cache(maxsize=1024)
 def python_of(source: str) -> str:
     """State code with IPython's syntax (magics, ``!shell``) turned into Python."""
     try:
