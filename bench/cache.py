@@ -248,11 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         f"nbflow cache bench: {STATES} states, {gb:g} GB of data, ~{work_s:g} s of work each "
         f"({reps} steps), Python {platform.python_version()}, {os.cpu_count()} cores",
     ]
-    folders = []
+    folders: list[pathlib.Path] = []
+
+    def scratch(kind: str) -> pathlib.Path:
+        folders.append(pathlib.Path(tempfile.mkdtemp(prefix=f"nbflow-cache-{kind}-", dir=args.dir)))
+        return folders[-1]
+
     try:
-        folder = pathlib.Path(tempfile.mkdtemp(prefix="nbflow-cache-bench-", dir=args.dir))
-        folders.append(folder)
-        kernel = nbflow_in_kernel(folder, elements, reps)
+        kernel = nbflow_in_kernel(scratch("kernel"), elements, reps)
         *runs, keys = kernel
         report += table("nbflow, %flow run in a kernel:", runs)
         report.append(
@@ -260,14 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             f"over {keys.executed[1]} keys (with the {gb:g} GB namespace)"
         )
         if not args.no_headless:
-            folder = pathlib.Path(tempfile.mkdtemp(prefix="nbflow-cache-cli-", dir=args.dir))
-            folders.append(folder)
-            report += table("nbflow run NOTEBOOK (whole commands, kernel start included):",
-                            nbflow_headless(folder, elements, reps))  # fmt: skip
+            headless = nbflow_headless(scratch("cli"), elements, reps)
+            report += table(
+                "nbflow run NOTEBOOK (whole commands, kernel start included):", headless
+            )
         if not args.no_peers:
-            folder = pathlib.Path(tempfile.mkdtemp(prefix="nbflow-cache-joblib-", dir=args.dir))
-            folders.append(folder)
-            peer = joblib_in_kernel(folder, elements, reps)
+            peer = joblib_in_kernel(scratch("joblib"), elements, reps)
             report += table("joblib.Memory, the same cells re-executed in a kernel:", peer)
             report.append(
                 f"  nbflow's unchanged re-run is {peer[1].seconds / runs[1].seconds:.1f}x faster "

@@ -74,15 +74,22 @@ def closure(home: Home, roots: Iterable[str]) -> set[str]:
 
 
 def _entry_needs(home: Home, entry: CacheEntry) -> set[str]:
-    return closure(home, [entry.snapshot_id]) | {artifact for _, artifact in entry.files}
+    return closure(home, [entry.snapshot_id]) | _entry_artifacts(entry)
+
+
+def _entry_artifacts(entry: CacheEntry) -> set[str]:
+    """What an entry names besides its checkpoint: its ``--outputs`` files, and what its
+    cell showed (``nbflow run``)."""
+    named = {artifact for _, artifact in entry.files}
+    return named | {entry.cell_outputs} if entry.cell_outputs else named
 
 
 def referenced(home: Home) -> set[str]:
     """Every artifact some run or cache entry refers to: manifests, snapshots, what the
-    snapshots hold, and the ``--outputs`` files of cache entries."""
+    snapshots hold, and the ``--outputs`` files and cell outputs of cache entries."""
     keep = closure(home, documents_of(home.events))
     for entry in home.cache.entries():
-        keep |= {artifact for _, artifact in entry.files}
+        keep |= _entry_artifacts(entry)
     return keep
 
 

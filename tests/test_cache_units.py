@@ -12,6 +12,9 @@ import pytest
 from nbflow.cache import KeyParts, Uncacheable, code_facts
 from nbflow.cache.facets import uses_facet, without_data
 from nbflow.engine.staleness import Completion, stale_states
+from nbflow.kernel.views import attempt_bars, live_view
+from nbflow.model.events import EventEnvelope, StateCached, StateCompleted, StateEntered
+from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.store import Home
 
 
@@ -128,3 +131,38 @@ def test_staleness_follows_facets_and_flows_downstream() -> None:
     assert stale_states(order, inputs, {"c": {"code": "3", "inputs": "new"}}) == {
         "c": "its --inputs files changed"
     }
+
+
+def envelopes(*events: object) -> list[EventEnvelope]:
+    return [
+        EventEnvelope(run_id="r", seq=i + 1, at_us=1_000_000 + i * 1000, event=e)
+        for i, e in enumerate(events)
+    ]
+
+
+def test_a_served_attempt_is_a_cached_bar_and_a_stale_state_shows_until_the_run_reaches_it() -> (
+    None
+):
+    base = "blake3:" + "0" * 64
+    stream = envelopes(
+        StateEntered(state_id="a", attempt=0, base_snapshot_id=base),
+        StateCached(
+            state_id="a", from_run="old", from_state="a", key="k", saved_ms=5, computed_us=1
+        ),
+        StateCompleted(state_id="a", context_snapshot_id=base),
+    )
+    [bar] = attempt_bars(stream)
+    assert bar.outcome == "cached"
+    plan = Plan(
+        flow_id="f",
+        states=(StateSpec(id="a"), StateSpec(id="b"), StateSpec(id="c")),
+        edges=(Edge(upstream="a", downstream="b"), Edge(upstream="b", downstream="c")),
+    )
+    view, done, _ = live_view(plan, stream, stale={"a": "x", "b": "its code changed"})
+    statuses = {s.state_id: (s.status, s.stale) for s in view.states}
+    assert statuses == {
+        "a": ("cached", None),  # reached: its outcome in this run
+        "b": ("stale", "its code changed"),
+        "c": ("pending", None),
+    }
+    assert done == 1

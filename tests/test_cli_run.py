@@ -237,7 +237,12 @@ def five_states(folder: Path, fourth: str = "d = c + 1") -> Path:
     codes = ["a = 1", "b = a + 1", "c = b + 1", fourth, "e = d + 1"]
     for index, (name, code) in enumerate(zip("abcde", codes, strict=True)):
         after = f" --after {'abcde'[index - 1]}" if index else ""
-        cells.append(code_cell(f"%%state {name}{after}\nopen(LOG, 'a').write('{name}\\n')\n{code}"))
+        cells.append(
+            code_cell(
+                f"%%state {name}{after}\nopen(LOG, 'a').write('{name}\\n')\n{code}\n"
+                f"print('made {name}')"
+            )
+        )
     cells.append(code_cell("print('e is', e)"))
     notebook = nbformat.v4.new_notebook(cells=cells)  # type: ignore[no-untyped-call]
     path = folder / "five.ipynb"
@@ -270,6 +275,8 @@ def test_nbflow_run_twice_executes_nothing_and_an_edit_executes_exactly_what_it_
     shown = outputs(tmp_path / "five.output.ipynb")
     assert "e is 5" in shown[6]
     assert all("cached from run" in text for text in shown[1:6])
+    # What each cell printed when it ran is shown again above the notice.
+    assert [text.split("\n")[0] for text in shown[1:6]] == [f"made {n}" for n in "abcde"]
     five_states(tmp_path, fourth="d = c + 10")  # the fourth of five state cells
     show = subprocess.run(
         nbflow_command("show", "five.ipynb", "--svg", "now.svg"),
@@ -328,3 +335,35 @@ def test_a_parameter_change_executes_the_states_that_read_it(tmp_path: Path) -> 
     assert "values 3 6 5" in outputs(tmp_path / "params.output.ipynb")[-1]
     assert run("start=2", "factor=3") == ["three"]
     assert "values 3 6 15" in outputs(tmp_path / "params.output.ipynb")[-1]
+
+
+def test_nbflow_run_twice_on_the_quickstart_notebook_executes_no_state_and_keeps_outputs(
+    tmp_path: Path,
+) -> None:
+    from nbflow.model.events import StateCached, StateEntered
+    from nbflow.store import Home
+
+    source = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+    path = tmp_path / "quickstart.ipynb"
+    path.write_bytes(source.read_bytes())
+    for _round in range(2):
+        done = subprocess.run(
+            nbflow_command("run", str(path)),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+    with Home(tmp_path / ".nbflow") as home:
+        newest, first = home.events.runs(flow_id="quickstart.ipynb")
+        stream = [e.event for e in home.events.read_range(newest.run_id)]
+        served = {e.state_id for e in stream if isinstance(e, StateCached)}
+        entered = {e.state_id for e in stream if isinstance(e, StateEntered)}
+    assert served == entered == {"qs_load", "qs_clean", "qs_features", "qs_train"}
+    shown = outputs(tmp_path / "quickstart.output.ipynb")
+    cells = nbformat.read(path, as_version=4).cells  # type: ignore[no-untyped-call]
+    load = next(i for i, c in enumerate(cells) if c.source.startswith("%%state qs_load"))
+    assert "(150, 5)" in shown[load]  # the shape it showed when it ran
+    assert "qs_load cached from run" in shown[load]
+    assert first.run_id[:8] in shown[load]

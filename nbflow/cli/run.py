@@ -27,12 +27,13 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from nbflow.cli import cell_outputs
 from nbflow.cli.main import CommandLineError
 from nbflow.engine.contract import manifest_id_of
 from nbflow.engine.history import read_history
 from nbflow.errors import NbflowError
 from nbflow.kernel.arguments import state_options
-from nbflow.model.events import StateCached, StateEntered
+from nbflow.model.events import StateCached, StateCompleted, StateEntered
 from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
@@ -250,12 +251,28 @@ def run_notebook(
                     break
                 finally:
                     _write(notebook, output)
+                _carry_outputs(home, progress, index, cell)
                 progress.cell(
                     index, cell, progress.state_outcome(index), time.monotonic() - started
                 )
         _write(notebook, output)
         progress.summary(status, output)
         return status
+
+
+def _carry_outputs(home: Home, progress: Progress, index: int, cell: Any) -> None:
+    """A state cell that executed: keep what it showed with its cache entry. One served
+    from the cache: show what the attempt it was served from showed, then its notice."""
+    found = progress.state_attempt(index)
+    if found is None:
+        return
+    run_id, state_id, served = found
+    if served is None:
+        cell_outputs.keep(home, run_id, state_id, list(cell.outputs))
+        return
+    earlier = cell_outputs.recall(home, served.from_run, served.from_state)
+    restored = [nbformat.from_dict(o) for o in earlier]  # type: ignore[no-untyped-call]
+    cell.outputs = restored + list(cell.outputs)
 
 
 class Progress:
@@ -270,6 +287,25 @@ class Progress:
         self._home = home
         self._flow_id = flow_id
         self._state_at = {c.index: c.spec.id for c in cells}
+
+    def state_attempt(self, index: int) -> tuple[str, str, StateCached | None] | None:
+        """For a state cell that completed in the newest run: the run, the state, and
+        the ``StateCached`` event when it was served from the cache."""
+        name = self._state_at.get(index)
+        record = next(iter(self._home.events.runs(flow_id=self._flow_id, limit=1)), None)
+        if name is None or record is None:
+            return None
+        served: StateCached | None = None
+        completed = False
+        for envelope in self._home.events.read_range(record.run_id):
+            event = envelope.event
+            if isinstance(event, StateEntered) and event.state_id == name:
+                served, completed = None, False
+            elif isinstance(event, StateCached) and event.state_id == name:
+                served = event
+            elif isinstance(event, StateCompleted) and event.state_id == name:
+                completed = True
+        return (record.run_id, name, served) if completed else None
 
     def state_outcome(self, index: int) -> str:
         """``done``, or for a state cell its last attempt in this notebook's newest run."""

@@ -44,13 +44,19 @@ class CacheEntry:
     created_us: int
     used_us: int
     invalidated: bool = False
+    cell_outputs: str | None = None
+    """Artifact id of the outputs its cell showed (``nbflow run``), when they were kept."""
 
     def outputs_json(self) -> str:
         """The outputs column."""
-        return json.dumps(
-            {"changed": self.changed, "deleted": self.deleted, "files": self.files},
-            sort_keys=True,
-        )
+        column: dict[str, object] = {
+            "changed": self.changed,
+            "deleted": self.deleted,
+            "files": self.files,
+        }
+        if self.cell_outputs is not None:
+            column["cell"] = self.cell_outputs
+        return json.dumps(column, sort_keys=True)
 
     def row(self) -> tuple[object, ...]:
         """The table row, without its checksum."""
@@ -121,6 +127,21 @@ class SqliteCacheIndex:
                     count += 1
         return count
 
+    def of_attempt(self, run_id: str, state_id: str) -> CacheEntry | None:
+        """The entry recorded by ``state_id``'s completed attempt in ``run_id``, if any."""
+        with self.database.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS}, crc FROM cache WHERE run_id = ? AND state_id = ?",
+                (run_id, state_id),
+            ).fetchall()
+        entries = [entry for entry in map(_entry, rows) if entry is not None]
+        return max(entries, key=lambda e: e.created_us, default=None)
+
+    def attach_cell_outputs(self, entry: CacheEntry, artifact_id: str) -> None:
+        """Remember what ``entry``'s cell showed (an artifact of the cell's outputs)."""
+        with self.database.transaction() as conn:
+            self.insert_in(conn, CacheEntry(**{**entry.__dict__, "cell_outputs": artifact_id}))
+
     def delete(self, entries: list[CacheEntry]) -> None:
         """Forget ``entries`` (garbage collection)."""
         with self.database.transaction() as conn:
@@ -141,7 +162,8 @@ def _entry(row: tuple[object, ...]) -> CacheEntry | None:
         changed = tuple(parsed["changed"])
         deleted = tuple(parsed["deleted"])
         files = tuple((str(p), str(a)) for p, a in parsed["files"])
-    except (ValueError, KeyError, TypeError):
+        cell = parsed.get("cell")
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return CacheEntry(
         str(key),
@@ -158,4 +180,5 @@ def _entry(row: tuple[object, ...]) -> CacheEntry | None:
         int(str(created)),
         int(str(used)),
         bool(invalid),
+        str(cell) if cell is not None else None,
     )
