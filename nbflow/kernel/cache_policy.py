@@ -98,10 +98,14 @@ class KernelCache:
         facts = code_facts(python_of(spec.source))
         facets = {"code": code_facet(spec.id, facts.normalized, spec.outputs)}
         reason: str | None = None
+        inputs: list[list[str]] = []
         try:
-            facets["inputs"] = inputs_facet(self._inputs(spec))
+            inputs = self._inputs(spec)  # hashed once, for the facet and the key
+            facets["inputs"] = inputs_facet(inputs)
         except NbflowError as exc:
             reason = exc.message
+        except OSError as exc:  # a declared input vanished or is unreadable: just run
+            reason = f"its input {exc.filename!s} cannot be read ({exc.strerror})"
         parts = KeyParts(self._session.shell.user_ns, value_id)
         if facts.opaque is not None:
             reason = reason or f"it uses {facts.opaque}"
@@ -125,7 +129,7 @@ class KernelCache:
                 "state": spec.id,
                 "code": facts.normalized,
                 "reads": parts.parts,
-                "inputs": self._inputs(spec),
+                "inputs": inputs,
                 "outputs": list(spec.outputs),
             }
         )

@@ -40,6 +40,16 @@ def declare(kernel: Kernel, cells: list[str]) -> None:
         kernel.ok(cell)
 
 
+def text_kernel(kernels: KernelFactory, *, declare: bool = False) -> Kernel:
+    """A kernel with nbflow loaded (text output) and the notebook's helpers defined."""
+    kernel = kernels(NBFLOW_TEXT="1")
+    kernel.ok("%load_ext nbflow")
+    if declare:
+        kernel.ok("%flow mode declare")
+    kernel.ok(SETUP)
+    return kernel
+
+
 def ran(log: Path, before: int) -> list[str]:
     return logged(log)[before:]
 
@@ -155,9 +165,7 @@ def test_states_whose_reads_cannot_be_known_run_and_say_why_once(
     kernels: KernelFactory, tmp_path: Path
 ) -> None:
     log = tmp_path / "states.log"
-    kernel = kernels(NBFLOW_TEXT="1")
-    kernel.ok("%load_ext nbflow")
-    kernel.ok(SETUP)
+    kernel = text_kernel(kernels)
     cell = state("dynamic", "value = eval('1 + 1')")
     first = kernel.ok(cell)
     assert "dynamic is not cached: it uses eval()" in first.text
@@ -277,10 +285,7 @@ def test_gc_keeps_what_the_cache_reuses_and_keep_evicts_the_least_recently_used(
     kernels: KernelFactory, tmp_path: Path
 ) -> None:
     log = tmp_path / "states.log"
-    kernel = kernels(NBFLOW_TEXT="1")
-    kernel.ok("%load_ext nbflow")
-    kernel.ok("%flow mode declare")
-    kernel.ok(SETUP)
+    kernel = text_kernel(kernels, declare=True)
 
     def version(value: int) -> str:
         code = (
