@@ -31,7 +31,7 @@ from nbflow.errors import NbflowError, StorageError
 from nbflow.model.config import RetryPolicy, RunConfig
 from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import encode_parameters
-from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.model.plan import STATE_NAME, Edge, Plan, StateSpec
 from nbflow.options import parse_backoff, parse_duration_ms
 from nbflow.store import HOME_DIRNAME, Home, RunRecord
 from nbflow.store.artifacts import ArtifactStore
@@ -95,6 +95,7 @@ class Flow:
         always_run: bool = False,
         source: str | None = None,
         cache: bool = True,
+        tags: Iterable[str] = (),
     ) -> StateSpec:
         """Declare (or redefine) state ``name`` running ``body``; returns its spec.
 
@@ -102,9 +103,11 @@ class Flow:
         retrying only exceptions named in ``retry_on`` when given. With ``cache`` (the
         default), a run whose state has the same code (its helpers followed), the same
         context and the same parameters as an earlier completed one reuses that result.
+        ``tags`` label it: a run with one of them in ``skip_tags`` skips it.
         """
         if retries < 0:
             raise NbflowError("bad_retries", "retries must be 0 or more", name=name)
+        _check_tags(tags, "tags")
         policy = None
         if retries or backoff:
             policy = RetryPolicy(
@@ -119,6 +122,7 @@ class Flow:
             timeout_ms=parse_duration_ms(timeout, option="timeout") if timeout else None,
             always_run=always_run,
             cache=cache,
+            tags=tuple(dict.fromkeys(tags)),
         )
         self._states[name] = spec
         self._upstream[name] = tuple(dict.fromkeys(after))
@@ -144,13 +148,19 @@ class Flow:
         )
         return Plan(flow_id=self.name, states=tuple(self._states.values()), edges=edges)
 
-    def manifest(self, parameters: dict[str, Any] | None = None) -> Manifest:
-        """The manifest a run with ``parameters`` would start from."""
+    def manifest(
+        self, parameters: dict[str, Any] | None = None, skip_tags: Iterable[str] = ()
+    ) -> Manifest:
+        """The manifest a run with ``parameters`` (skipping ``skip_tags``) starts from."""
+        run_config = self.run_config
+        tags = tuple(sorted(set(_check_tags(skip_tags, "skip_tags"))))
+        if tags:
+            run_config = run_config.model_copy(update={"skip_tags": tags})
         return Manifest(
             flow_id=self.name,
             plan=self.plan,
             parameters=encode_parameters(parameters or {}),
-            run_config=self.run_config,
+            run_config=run_config,
         )
 
     # -- running ----------------------------------------------------------------------
@@ -162,11 +172,13 @@ class Flow:
         parameters: dict[str, Any] | None = None,
         fresh: bool = False,
         cache: bool = True,
+        skip_tags: Iterable[str] = (),
     ) -> RunResult:
         """Run the plan. An unfinished run of the identical manifest is resumed instead,
         unless ``fresh``. ``context`` is what the first state receives (default ``{}``).
-        ``cache=False`` executes every state even where an earlier result could be reused."""
-        manifest = self.manifest(parameters)
+        ``cache=False`` executes every state even where an earlier result could be reused.
+        States carrying one of ``skip_tags`` are entered and completed without running."""
+        manifest = self.manifest(parameters, skip_tags)
         topological_order(manifest.plan)  # refuse bad plans before writing anything
         manifest_id = store_manifest(self.home.artifacts, manifest)
         if not fresh:
@@ -239,6 +251,19 @@ class Flow:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _check_tags(tags: Iterable[str], option: str) -> list[str]:
+    checked = list(tags)
+    for tag in checked:
+        if not isinstance(tag, str) or not STATE_NAME.fullmatch(tag):
+            raise NbflowError(
+                "bad_tag",
+                f"{option}: {tag!r} is not a valid tag",
+                name=str(tag),
+                hint="tags are spelled like state names: letters, digits, '_', '.', '-'",
+            )
+    return checked
 
 
 def _source_of(body: Body[Any]) -> str:

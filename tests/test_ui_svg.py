@@ -60,6 +60,7 @@ def sample_plan() -> PlanView:
             StateView("report", ("evaluate", "load"), "pending"),
             StateView("lookup.cached", ("lookup",), "cached", 0, 2),
             StateView("summary", ("lookup.cached",), "stale", 0, 40, None, "its code changed"),
+            StateView("plots", ("load",), "skipped"),
         ),
     )
 
@@ -97,6 +98,7 @@ def test_every_status_and_outcome_has_its_own_colour() -> None:
     assert set(OUTCOME_COLORS) == {
         "completed",
         "cached",
+        "skipped",
         "failed",
         "interrupted",
         "running",
@@ -138,7 +140,7 @@ def test_plan_has_one_coloured_node_per_state_and_one_edge_per_dependency(use_do
         assert nodes[state.state_id].get("data-status") == state.status
         assert STATUS_COLORS[state.status].fill in fills(nodes[state.state_id])
     edges = classed(root, "nbflow-edge")
-    assert len(edges) == edge_count(view) == 9
+    assert len(edges) == edge_count(view) == 10
     assert {(e.get("data-from"), e.get("data-to")) for e in edges} >= {("load", "report")}
 
 

@@ -56,6 +56,18 @@ def _parser() -> _Parser:
                 action="store_true",
                 help="execute every state; reuse no earlier result",
             )
+            sub.add_argument(
+                "--skip-tags",
+                action="append",
+                default=[],
+                metavar="T1,T2",
+                help="skip the states carrying one of these tags (%%%%state --tags)",
+            )
+            sub.add_argument(
+                "--replay",
+                metavar="RUN",
+                help="run RUN's manifest again with its recorded facts only (no live IO)",
+            )
         sub.add_argument("--json", action="store_true", help="summary for machines")
     runs = commands.add_parser("runs", help="list the runs of a notebook, newest first")
     runs.add_argument("notebook", nargs="?", help="NOTEBOOK.ipynb (default: every notebook)")
@@ -162,18 +174,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     from nbflow.cli import commands
 
     if args.command in ("run", "resume"):
-        from nbflow.cli.run import interrupted_run_exists, run_notebook
+        from nbflow.cli.run import RunChoices, interrupted_run_exists, run_notebook
 
         if args.command == "resume" and not interrupted_run_exists(args.notebook):
             raise CommandLineError(f"nbflow resume: {args.notebook} has no interrupted run")
-        return run_notebook(
-            args.notebook,
-            args.output,
-            args.parameter,
-            getattr(args, "fresh", False),
-            args.json,
-            use_cache=not getattr(args, "no_cache", False),
+        choices = RunChoices.from_arguments(
+            fresh=getattr(args, "fresh", False),
+            no_cache=getattr(args, "no_cache", False),
+            skip_tags=getattr(args, "skip_tags", []),
+            replay=getattr(args, "replay", None),
         )
+        return run_notebook(args.notebook, args.output, args.parameter, choices, args.json)
     if args.command == "runs":
         home = _existing_home(_home_of(args.home, args.notebook))
         with home:

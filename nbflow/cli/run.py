@@ -29,13 +29,15 @@ from nbclient.exceptions import CellExecutionError
 
 from nbflow.cli import cell_outputs
 from nbflow.cli.main import CommandLineError
-from nbflow.engine.contract import manifest_id_of
+from nbflow.engine.contract import manifest_id_of, read_manifest
 from nbflow.engine.history import read_history
 from nbflow.errors import NbflowError
+from nbflow.kernel import arguments
 from nbflow.kernel.arguments import state_options
-from nbflow.model.events import StateCached, StateCompleted, StateEntered
+from nbflow.model.config import RunConfig
+from nbflow.model.events import StateCached, StateCompleted, StateEntered, StateSkipped
 from nbflow.model.manifest import Manifest
-from nbflow.model.parameters import encode_parameters
+from nbflow.model.parameters import decode_parameters, encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.store import HOME_DIRNAME, Home
 from nbflow.store.leases import RunInProgressError
@@ -50,6 +52,32 @@ class StateCell:
     index: int
     spec: StateSpec
     after: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunChoices:
+    """How ``nbflow run`` runs the notebook, beyond its parameters."""
+
+    fresh: bool = False
+    use_cache: bool = True
+    skip_tags: tuple[str, ...] = ()
+    replay: str | None = None
+    """A run id (or unique prefix) whose recorded facts the run is replayed from."""
+
+    @classmethod
+    def from_arguments(
+        cls, *, fresh: bool, no_cache: bool, skip_tags: list[str], replay: str | None
+    ) -> RunChoices:
+        """The choices of the command line, checked."""
+        try:
+            tags = arguments.skip_tags(skip_tags)
+        except UsageError as exc:
+            raise CommandLineError(f"nbflow run: {exc}") from None
+        return cls(fresh, not no_cache, tags, replay)
+
+    def run_config(self, replay_of: str | None = None) -> RunConfig:
+        """The run config of a run made with these choices."""
+        return RunConfig(skip_tags=self.skip_tags, replay_of=replay_of)
 
 
 def _read(path: Path, as_version: int) -> Any:
@@ -144,6 +172,46 @@ def interrupted_run_exists(path: Path) -> bool:
         return any(r.status == "running" for r in opened.events.runs(flow_id=path.name))
 
 
+@dataclass(frozen=True)
+class ReplaySource:
+    """The run that ``--replay`` names, and what it was started with."""
+
+    run_id: str
+    parameters: dict[str, Any]
+    run_config: RunConfig
+    plan: Plan
+
+
+def replay_source(home: Home, flow_id: str, prefix: str) -> ReplaySource:
+    """The run of ``flow_id`` that ``prefix`` names, with its manifest read back."""
+    matches = [r.run_id for r in home.events.runs(flow_id=flow_id) if r.run_id.startswith(prefix)]
+    if len(matches) != 1:
+        found = "no run" if not matches else f"{len(matches)} runs"
+        raise CommandLineError(
+            f"nbflow run --replay: {found} of {flow_id} start with {prefix!r}; "
+            f"list them with `nbflow runs {flow_id}`"
+        )
+    history = read_history(matches[0], home.events.read_range(matches[0]))
+    manifest = read_manifest(home.artifacts, history.started.manifest_id)
+    return ReplaySource(matches[0], manifest.parameters, manifest.run_config, manifest.plan)
+
+
+def check_same_plan(replayed: ReplaySource, plan: Plan, prefix: str) -> None:
+    """Refuse a replay whose notebook no longer declares the states the run ran."""
+    if plan == replayed.plan:
+        return
+    before = {s.id: s for s in replayed.plan.states}
+    now = {s.id: s for s in plan.states}
+    changed = sorted(
+        set(before) ^ set(now) | {n for n in set(before) & set(now) if before[n] != now[n]}
+    )
+    what = ", ".join(map(repr, changed)) or "its edges"
+    raise CommandLineError(
+        f"nbflow run --replay {prefix}: the notebook changed since that run ({what}); a "
+        "replay runs the code the run ran: restore that version of the notebook first"
+    )
+
+
 def refuse_unless_resumable_here(home: Home, run_id: str) -> None:
     """Refuse, before any kernel starts, a run that another process drives right now
     (``run_in_progress``) or whose history this user did not make (``untrusted_history``)."""
@@ -164,30 +232,47 @@ def run_notebook(
     path: Path,
     output: Path | None,
     parameter_pairs: list[str],
-    fresh: bool,
+    choices: RunChoices,
     as_json: bool,
-    *,
-    use_cache: bool = True,
 ) -> int:
     """Execute ``path`` as one run, resuming an interrupted run of the same manifest."""
     if not path.is_file():
         raise CommandLineError(f"nbflow run: no notebook at {path}")
     notebook = _read(path, as_version=4)
-    parameters = parse_parameters(parameter_pairs)
-    inject_parameters(notebook, parameters)
-    cells = state_cells(notebook)
     folder = path.resolve().parent
     flow_id = path.name
-    plan = notebook_plan(flow_id, cells)
-    output = output or path.with_name(path.stem + ".output.ipynb")
-    try:
-        encoded = encode_parameters(parameters)
-        manifest_id = manifest_id_of(Manifest(flow_id=flow_id, plan=plan, parameters=encoded))
-    except NbflowError as exc:
-        raise CommandLineError(f"nbflow run: {exc}") from None
     with Home(folder / HOME_DIRNAME) as home:
+        replayed = None
+        if choices.replay is not None:
+            if parameter_pairs:
+                raise CommandLineError(
+                    "nbflow run: --replay runs with the parameters of the run it replays; "
+                    "leave out -p"
+                )
+            replayed = replay_source(home, flow_id, choices.replay)
+        parameters = (
+            decode_parameters(replayed.parameters)
+            if replayed is not None
+            else parse_parameters(parameter_pairs)
+        )
+        inject_parameters(notebook, parameters)
+        cells = state_cells(notebook)
+        plan = notebook_plan(flow_id, cells)
+        run_config = choices.run_config()
+        if replayed is not None:
+            check_same_plan(replayed, plan, choices.replay or "")
+            run_config = replayed.run_config.model_copy(update={"replay_of": replayed.run_id})
+        output = output or path.with_name(path.stem + ".output.ipynb")
+        try:
+            encoded = encode_parameters(parameters)
+            manifest = Manifest(
+                flow_id=flow_id, plan=plan, parameters=encoded, run_config=run_config
+            )
+            manifest_id = manifest_id_of(manifest)
+        except NbflowError as exc:
+            raise CommandLineError(f"nbflow run: {exc}") from None
         resume_run, skip_until, previous = None, -1, None
-        if not fresh:
+        if not choices.fresh:
             for record in home.events.runs(flow_id=flow_id):
                 if record.status == "running" and record.manifest_id == manifest_id:
                     resume_run = record.run_id
@@ -203,7 +288,8 @@ def run_notebook(
         setup = (
             "%load_ext nbflow\n"
             f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
-            f"{json.dumps(encoded)!r}, {resume_run!r}, {use_cache!r})"
+            f"{json.dumps(encoded)!r}, {resume_run!r}, {choices.use_cache!r}, "
+            f"{run_config.model_dump_json()!r})"
         )
         client = NotebookClient(
             notebook,
@@ -316,6 +402,8 @@ class Progress:
         stream = self._home.events.read_range(record.run_id)
         if any(isinstance(e.event, StateCached) and e.event.state_id == name for e in stream):
             return "cached"
+        if any(isinstance(e.event, StateSkipped) and e.event.state_id == name for e in stream):
+            return "skipped (tagged)"
         attempts = [
             e.event.attempt
             for e in stream

@@ -55,6 +55,7 @@ from nbflow.model.events import (
     StateEntered,
     StateFailed,
     StateKeyed,
+    StateSkipped,
 )
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
@@ -540,6 +541,11 @@ class Engine(Generic[C]):
                 # A state discarded by a fallback was attempted before: number on.
                 attempt = (attempted or {}).get(spec.id, -1) + 1
                 base = current_snapshot_id
+            skipped = sorted(set(spec.tags) & set(manifest.run_config.skip_tags))
+            if skipped:
+                live = yield from self._skip(spec, attempt, base, writer, live, skipped)
+                current_snapshot_id = base
+                continue
             policy = _policy(manifest, spec)
             while True:
                 outcome = yield from self._attempt(
@@ -669,6 +675,28 @@ class Engine(Generic[C]):
         writer.stage(StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id), within)
         log.info("completed with snapshot %s", snapshot_id)
         return _Live(snapshot_id, result)
+
+    def _skip(
+        self,
+        spec: StateSpec,
+        attempt: int,
+        base_snapshot_id: str,
+        writer: RunWriter,
+        live: _Live[C] | None,
+        tags: list[str],
+    ) -> Generator[Starting, C, _Live[C] | None]:
+        """Enter and complete ``spec`` on its base snapshot, its code not run (DESIGN §3
+        "Skip tags"): its downstream sees its upstream's variables."""
+        if self.announce_states:
+            writer.flush()
+            yield Starting(spec.id)
+        writer.append(
+            StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base_snapshot_id),
+            StateSkipped(state_id=spec.id, tags=tuple(tags)),
+        )
+        writer.stage(StateCompleted(state_id=spec.id, context_snapshot_id=base_snapshot_id))
+        RunLogger(writer.run_id).for_attempt(spec.id, attempt).info("skipped (tags %s)", tags)
+        return live if live is not None and live.snapshot_id == base_snapshot_id else None
 
     def _serve(
         self,

@@ -30,6 +30,7 @@ from nbflow.model.events import (
     StateEntered,
     StateFailed,
     StateKeyed,
+    StateSkipped,
 )
 
 Reporter = Callable[[str, list[Redaction]], None]
@@ -43,6 +44,7 @@ _ONLY_NAMES_AND_IDS = (
     RunCompleted,
     RetryScheduled,
     StateCached,
+    StateSkipped,  # tags were checked with the manifest
 )
 
 

@@ -38,6 +38,7 @@ class StateOptions:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     cache: bool = True
+    tags: tuple[str, ...] = ()
 
     def spec(self, source: str) -> StateSpec:
         """The state these options declare, running ``source``."""
@@ -51,6 +52,7 @@ class StateOptions:
             inputs=self.inputs,
             outputs=self.outputs,
             cache=self.cache,
+            tags=self.tags,
         )
 
 
@@ -98,6 +100,9 @@ STATE_PARSER.add_argument(
 STATE_PARSER.add_argument(
     "--no-cache", action="store_true", help="always execute; never reuse an earlier result"
 )
+STATE_PARSER.add_argument(
+    "--tags", action="append", default=[], metavar="T1,T2", help="labels (for --skip-tags)"
+)
 
 
 def split_args(line: str) -> list[str]:
@@ -108,7 +113,7 @@ def split_args(line: str) -> list[str]:
         raise UsageError(f"cannot read the arguments {line!r}: {exc}") from None
 
 
-LIST_OPTIONS = frozenset({"after", "retry_on", "names", "inputs", "outputs"})
+LIST_OPTIONS = frozenset({"after", "retry_on", "names", "inputs", "outputs", "tags", "skip_tags"})
 """Options whose value is a list of strings; every other value is a string or a flag."""
 
 
@@ -191,7 +196,13 @@ def state_options(line: str) -> StateOptions:
         inputs=_paths(args.inputs, "--inputs"),
         outputs=_paths(args.outputs, "--outputs"),
         cache=not args.no_cache,
+        tags=_names(args.tags, "--tags"),
     )
+
+
+def skip_tags(values: list[str]) -> tuple[str, ...]:
+    """The tags of ``--skip-tags`` options, checked like state names and sorted."""
+    return tuple(sorted(_names(values, "--skip-tags")))
 
 
 def _paths(values: list[str], option: str) -> tuple[str, ...]:
@@ -223,6 +234,13 @@ _run.add_argument("names", nargs="*", metavar="NAME")
 _run.add_argument("--fresh", action="store_true", help="start anew instead of resuming")
 _run.add_argument(
     "--no-cache", action="store_true", help="execute every state; reuse no earlier result"
+)
+_run.add_argument(
+    "--skip-tags",
+    action="append",
+    default=[],
+    metavar="T1,T2",
+    help="skip the states carrying one of these tags",
 )
 _resume = _sub("resume", "Resume the newest interrupted run, or RUN.")
 _resume.add_argument("run", nargs="?", default=None, metavar="RUN")

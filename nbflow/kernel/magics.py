@@ -11,6 +11,7 @@ from nbflow import maintenance
 from nbflow.kernel.arguments import (
     HelpShown,
     flow_command,
+    skip_tags,
     state_options,
 )
 from nbflow.kernel.session import KernelSession
@@ -40,7 +41,12 @@ class Handle:
             return
         session = self.session
         if command == "run":
-            await session.run(list(args.names), bool(args.fresh), not args.no_cache)
+            await session.run(
+                list(args.names),
+                bool(args.fresh),
+                not args.no_cache,
+                skip_tags=skip_tags(args.skip_tags),
+            )
         elif command == "resume":
             await session.resume(args.run)
         elif command == "restore":

@@ -40,6 +40,7 @@ from nbflow.kernel.views import (
     run_row,
     snapshot_size,
 )
+from nbflow.model.config import RunConfig
 from nbflow.model.events import (
     CheckpointsDiscarded,
     EventEnvelope,
@@ -50,6 +51,7 @@ from nbflow.model.events import (
     StateEntered,
     StateFailed,
     StateKeyed,
+    StateSkipped,
     StatesSatisfied,
 )
 from nbflow.model.manifest import Manifest
@@ -250,6 +252,7 @@ class KernelSession:
         parameters_json: str,
         resume_run: str | None,
         use_cache: bool = True,
+        run_config_json: str = "{}",
     ) -> None:
         """Make this kernel execute the notebook as one run (``nbflow run``): each
         ``%%state`` cell runs the next state. With ``resume_run``, its last checkpoint is
@@ -264,7 +267,12 @@ class KernelSession:
             driver = CellDriver(self.engine.resume_steps(resume_run))
             driver.prime()
         else:
-            manifest = Manifest(flow_id=self.flow_id, plan=plan, parameters=parameters)
+            manifest = Manifest(
+                flow_id=self.flow_id,
+                plan=plan,
+                parameters=parameters,
+                run_config=RunConfig.model_validate_json(run_config_json),
+            )
             manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
             request = StartRequest.for_manifest(
                 manifest, manifest_id, self.shell.user_ns, use_cache=use_cache
@@ -303,10 +311,20 @@ class KernelSession:
         plan = Plan(flow_id=self.flow_id, states=(spec,))
         await self._start(Manifest(flow_id=self.flow_id, plan=plan))
 
-    async def run(self, names: list[str], fresh: bool, use_cache: bool = True) -> None:
-        """``%flow run``: the plan (or ``names`` with their upstream) as one run."""
+    async def run(
+        self,
+        names: list[str],
+        fresh: bool,
+        use_cache: bool = True,
+        skip_tags: tuple[str, ...] = (),
+    ) -> None:
+        """``%flow run``: the plan (or ``names`` with their upstream) as one run; states
+        carrying one of ``skip_tags`` are skipped."""
         plan = self.plan(names)
-        manifest = Manifest(flow_id=self.flow_id, plan=plan)
+        self._warn_unknown_tags(plan, skip_tags)
+        manifest = Manifest(
+            flow_id=self.flow_id, plan=plan, run_config=RunConfig(skip_tags=skip_tags)
+        )
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
         if not fresh:
             for record in self.home.events.runs(flow_id=self.flow_id):
@@ -326,6 +344,15 @@ class KernelSession:
             self._verbose_progress = False
             self._live_plan = None
             self._live_stale = {}
+
+    def _warn_unknown_tags(self, plan: Plan, skip_tags: tuple[str, ...]) -> None:
+        carried = {tag for spec in plan.states for tag in spec.tags}
+        unknown = [tag for tag in skip_tags if tag not in carried]
+        if unknown:
+            self.presenter.message(
+                f"nbflow: no state of the plan carries tag {', '.join(map(repr, unknown))}; "
+                "nothing is skipped for it (tags are declared with %%state --tags)"
+            )
 
     async def _start(self, manifest: Manifest, use_cache: bool = True) -> None:
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
@@ -590,6 +617,11 @@ class KernelSession:
             self.presenter.message(
                 f"nbflow: {event.state_id} cached from run {event.from_run[:8]}, {ago} ago, "
                 f"{duration(event.saved_ms)} saved; --no-cache to run it"
+            )
+        elif isinstance(event, StateSkipped):
+            self.presenter.message(
+                f"nbflow: {event.state_id} skipped (tag {', '.join(event.tags)}); its "
+                "downstream sees the variables of its upstream"
             )
         elif isinstance(event, StateKeyed) and self._worth_telling(event):
             self._told.add(event.state_id)

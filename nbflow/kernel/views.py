@@ -18,6 +18,7 @@ from nbflow.model.events import (
     StateCompleted,
     StateEntered,
     StateFailed,
+    StateSkipped,
     StatesSatisfied,
 )
 from nbflow.model.plan import Plan
@@ -47,7 +48,7 @@ def attempt_bars(
     origin = events[0].at_us
     bars: list[AttemptBar] = []
     open_entry: tuple[StateEntered, int] | None = None
-    served = False  # the open attempt was served from the cache
+    served = ""  # "cached" or "skipped": how the open attempt completed without running
     ended = any(isinstance(e.event, RunCompleted) for e in events)
 
     def close(outcome: str, at_us: int, error: str | None = None, size: int | None = None) -> None:
@@ -73,12 +74,14 @@ def attempt_bars(
             if open_entry is not None:  # superseded: its process died inside it
                 close("interrupted", envelope.at_us)
             open_entry = (event, envelope.at_us)
-            served = False
+            served = ""
         elif isinstance(event, StateCached) and open_entry is not None:
-            served = True
+            served = "cached"
+        elif isinstance(event, StateSkipped) and open_entry is not None:
+            served = "skipped"
         elif isinstance(event, StateCompleted) and open_entry is not None:
             size = size_of(event.context_snapshot_id) if size_of is not None else None
-            close("cached" if served else "completed", envelope.at_us, size=size)
+            close(served or "completed", envelope.at_us, size=size)
         elif isinstance(event, StateFailed) and open_entry is not None:
             close("failed", envelope.at_us, event.error.message)
         elif isinstance(event, AttemptInterrupted) and open_entry is not None:
@@ -167,7 +170,7 @@ def plan_staleness(
     return stale_states(order, done, current)
 
 
-_SETTLED = ("completed", "cached", "restored")
+_SETTLED = ("completed", "cached", "skipped", "restored")
 """Statuses that a stale mark replaces: the result is there, but out of date."""
 
 

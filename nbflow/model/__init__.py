@@ -27,6 +27,7 @@ from nbflow.model.events import (
     StateEntered,
     StateFailed,
     StateKeyed,
+    StateSkipped,
     StatesSatisfied,
 )
 from nbflow.model.lease import LeaseOwner
@@ -63,6 +64,7 @@ __all__ = [
     "StateEntered",
     "StateFailed",
     "StateKeyed",
+    "StateSkipped",
     "StateSpec",
     "StatesSatisfied",
 ]

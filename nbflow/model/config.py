@@ -71,3 +71,11 @@ class RunConfig(_Frozen):
         default_factory=RetryPolicy,
         description="Default policy for states that do not declare their own.",
     )
+    skip_tags: tuple[str, ...] = Field(
+        default=(), description="States carrying one of these tags are skipped (not run)."
+    )
+    replay_of: str | None = Field(
+        default=None,
+        description="A replay: facts and child results come from this run's record only; "
+        "a fact it does not hold fails with fact_missing, and nothing live is called.",
+    )

@@ -160,6 +160,15 @@ class StateKeyed(_Event):
     ``uses``, ``inputs``): what staleness compares before the state runs again."""
 
 
+class StateSkipped(_Event):
+    """Domain: ``state_id`` carries ``tags`` of the run's ``skip_tags``: it was entered and
+    completed on its base snapshot, and its code did not run."""
+
+    kind: Literal["state_skipped"] = "state_skipped"
+    state_id: str
+    tags: tuple[str, ...]
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -178,6 +187,7 @@ DomainEvent = (
     | LeaseTakenOver
     | StateCached
     | StateKeyed
+    | StateSkipped
     | Note
 )
 Event = Annotated[
@@ -194,6 +204,7 @@ Event = Annotated[
     | LeaseTakenOver
     | StateCached
     | StateKeyed
+    | StateSkipped
     | Note,
     Field(discriminator="kind"),
 ]

@@ -37,6 +37,9 @@ class StateSpec(BaseModel):
         default=(), description="Files and globs the state writes; put back on a cache hit."
     )
     cache: bool = Field(default=True, description="False: always executed, never reused.")
+    tags: tuple[str, ...] = Field(
+        default=(), description="Labels; a run with one of them in its skip_tags skips it."
+    )
 
     @field_validator("id")
     @classmethod
@@ -46,6 +49,14 @@ class StateSpec(BaseModel):
                 f"state name {value!r} is not valid: use letters, digits, '_', '.', '-', "
                 "starting with a letter or '_'"
             )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [tag for tag in value if not STATE_NAME.fullmatch(tag)]
+        if bad:
+            raise ValueError(f"tag {bad[0]!r} is not valid: tags are spelled like state names")
         return value
 
 

@@ -39,6 +39,8 @@ _BLUE = Swatch(fill="#0072b2", stroke="#004a75", text="#ffffff")
 # A pale tint of the completed hue: a cached state has a result, which it did not compute.
 _PALE_GREEN = Swatch(fill="#d3efe4", stroke="#00785a", text="#06281d")
 _YELLOW = Swatch(fill="#f0e442", stroke="#8a7f00", text="#1f1c00")
+# Paper white with a grey outline: a skipped state is there, and nothing happened in it.
+_BLANK = Swatch(fill="#ffffff", stroke="#a1a1aa", text="#3f3f46")
 
 STATUS_COLORS: Final = MappingProxyType(
     {
@@ -47,6 +49,7 @@ STATUS_COLORS: Final = MappingProxyType(
         "completed": _GREEN,
         "cached": _PALE_GREEN,
         "stale": _YELLOW,
+        "skipped": _BLANK,
         "failed": _VERMILLION,
         "retrying": _ORANGE,
         "interrupted": _PURPLE,
@@ -59,6 +62,7 @@ OUTCOME_COLORS: Final = MappingProxyType(
     {
         "completed": _GREEN,
         "cached": _PALE_GREEN,
+        "skipped": _BLANK,
         "failed": _VERMILLION,
         "interrupted": _PURPLE,
         "running": _SKY_BLUE,

@@ -10,12 +10,14 @@ STATUSES = (
     "completed",
     "cached",
     "stale",
+    "skipped",
     "failed",
     "retrying",
     "interrupted",
     "restored",
 )
-"""``cached``: served from an earlier attempt; ``stale``: completed, but its code, what it
+"""``cached``: served from an earlier attempt; ``skipped``: not run, its tag was in the
+run's ``skip_tags``; ``stale``: completed, but its code, what it
 uses, its input files or an upstream state changed since (see
 :mod:`nbflow.engine.staleness`)."""
 
@@ -67,7 +69,8 @@ class AttemptBar:
     """Milliseconds since the run started."""
     duration_ms: int
     outcome: str
-    """``completed``, ``cached``, ``failed``, ``interrupted``, ``running`` or ``backoff``."""
+    """``completed``, ``cached``, ``skipped``, ``failed``, ``interrupted``, ``running`` or
+    ``backoff``."""
     error: str | None = None
     snapshot_bytes: int | None = None
     """Size of the variables a completed attempt checkpointed, when known."""

@@ -14,6 +14,7 @@ MARKS = {
     "completed": "✓",
     "cached": "≡",
     "stale": "!",
+    "skipped": "↷",
     "failed": "✗",
     "retrying": "↻",
     "interrupted": "‖",

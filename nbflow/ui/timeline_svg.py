@@ -32,7 +32,14 @@ _MARGIN = 12.0
 _MAX_LABEL_PX = 220.0
 _MIN_WIDTH = 360
 _MAX_HOVER_ERROR = 600
-_GLYPHS = {"completed": "✓", "cached": "≡", "failed": "✗", "interrupted": "‖", "running": "▶"}
+_GLYPHS = {
+    "completed": "✓",
+    "cached": "≡",
+    "skipped": "↷",
+    "failed": "✗",
+    "interrupted": "‖",
+    "running": "▶",
+}
 
 _SECOND = 1000
 _MINUTE = 60 * _SECOND
