@@ -7,6 +7,7 @@ the notebook, and a run cut off by a crash continues where it stopped.
 import logging
 
 from nbflow.engine import Engine, Failpoints, RunPhase, RunResult, StartRequest, fact
+from nbflow.engine.facts import now, seed
 from nbflow.errors import NbflowError
 from nbflow.flow import Flow
 
@@ -41,5 +42,7 @@ __all__ = [
     "__version__",
     "fact",
     "load_ipython_extension",
+    "now",
+    "seed",
     "unload_ipython_extension",
 ]

@@ -33,6 +33,7 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import encode_parameters
 from nbflow.model.plan import STATE_NAME, Edge, Plan, StateSpec
 from nbflow.options import parse_backoff, parse_duration_ms
+from nbflow.snapshot.values import SnapshotValues
 from nbflow.store import HOME_DIRNAME, Home, RunRecord
 from nbflow.store.artifacts import ArtifactStore
 
@@ -78,6 +79,7 @@ class Flow:
             leases=self.home.leases,
             cache=self.home.cache,
             cache_policy=DocumentCache(self._bodies.get, context_codec.restore),
+            fact_values=SnapshotValues(self.home.artifacts),
         )
 
     # -- declaring --------------------------------------------------------------------
@@ -188,6 +190,18 @@ class Flow:
         request = StartRequest.for_manifest(
             manifest, manifest_id, {} if context is None else context, use_cache=cache
         )
+        return self.engine.start(request)
+
+    def replay(self, run_id: str) -> RunResult:
+        """Run ``run_id``'s manifest again as a new run, from the context it started with,
+        its facts served from its record only (DESIGN §3 "Replay"): a fact it does not hold
+        fails with ``fact_missing``, and nothing live is called. ``result.replay`` says
+        whether the final context equals ``run_id``'s, or which keys differ. The states
+        must still be declared (their code is this flow's)."""
+        original = self.resolve_run(run_id)
+        manifest, manifest_id, initial = self.engine.replay_manifest(original)
+        context = self.engine.codec.restore(initial)
+        request = StartRequest.for_manifest(manifest, manifest_id, context, use_cache=False)
         return self.engine.start(request)
 
     def resume(self, run_id: str | None = None) -> RunResult:

@@ -12,8 +12,10 @@ from nbflow.cli.main import EXIT_FAILED, EXIT_OK, CommandLineError
 from nbflow.cli.pictures import combined_svg, run_pictures
 from nbflow.cli.staleness import notebook_view
 from nbflow.engine.contract import read_manifest
+from nbflow.engine.results import replay_verdict
 from nbflow.errors import NbflowError
 from nbflow.kernel.views import attempt_bars, run_row, snapshot_size
+from nbflow.model.events import ReplayChecked
 from nbflow.store import Home
 from nbflow.ui.dag_svg import render_plan_svg
 from nbflow.ui.text import TextPresenter, duration
@@ -191,9 +193,9 @@ def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: b
         return
     record = records[0]
     row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
-    bars = [
-        b for b in attempt_bars(home.events.read_range(record.run_id)) if b.outcome != "backoff"
-    ]
+    stream = home.events.read_range(record.run_id)
+    bars = [b for b in attempt_bars(stream) if b.outcome != "backoff"]
+    replay = next((e.event for e in stream if isinstance(e.event, ReplayChecked)), None)
     if as_json:
         summary = {
             "run": asdict(row),
@@ -201,6 +203,8 @@ def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: b
             "output": str(output),
             "attempts": [asdict(b) for b in bars],
         }
+        if replay is not None:
+            summary["replay"] = replay.model_dump(mode="json", exclude={"kind"})
         print(json.dumps(summary, indent=2))
         return
     print(
@@ -215,3 +219,5 @@ def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: b
             f"  {bar.state_id:<{width}}  {bar.attempt:>7}  {duration(bar.duration_ms):>10}"
             f"  {bar.outcome}{error}"
         )
+    if replay is not None:
+        print(f"replay: {replay_verdict(replay)}")

@@ -77,6 +77,14 @@ class JsonContextCodec:
         """Raise if the document ``snapshot_id`` is damaged or missing."""
         self.restore(snapshot_id)
 
+    def differing(self, before: str, after: str) -> tuple[str, ...]:
+        """The top-level keys that differ between two documents (all of it: ``""``)."""
+        old, new = self.restore(before), self.restore(after)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            return () if old == new else ("",)
+        keys = old.keys() | new.keys()
+        return tuple(sorted(k for k in keys if k not in old or k not in new or old[k] != new[k]))
+
     def restore(self, snapshot_id: str) -> Any:
         """The JSON document saved as ``snapshot_id``."""
         data = self._artifacts.get(snapshot_id)

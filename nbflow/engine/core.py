@@ -26,9 +26,10 @@ from nbflow.engine.context import C, ContextCodec
 from nbflow.engine.contract import (
     check_start_contract,
     read_manifest,
+    store_manifest,
     validate_execution_mode,
 )
-from nbflow.engine.facts import CURRENT_SCOPE, FactScope
+from nbflow.engine.facts import CURRENT_SCOPE, FactScope, FactValues
 from nbflow.engine.failpoints import Failpoints
 from nbflow.engine.history import RunHistory, read_history
 from nbflow.engine.logs import RunLogger
@@ -46,6 +47,7 @@ from nbflow.model.events import (
     Event,
     EventEnvelope,
     FactRecorded,
+    ReplayChecked,
     RetryScheduled,
     RunCompleted,
     RunStarted,
@@ -92,6 +94,8 @@ class CallBody(Generic[C]):
     @contextmanager
     def facts(self) -> Iterator[None]:
         """Make this attempt's facts current, in the caller's context."""
+        if self.scope is not None:
+            self.scope.begin(self.spec.id)
         token = CURRENT_SCOPE.set(self.scope)
         try:
             yield
@@ -161,6 +165,7 @@ class Engine(Generic[C]):
         leases: SqliteLeases | None = None,
         cache: SqliteCacheIndex | None = None,
         cache_policy: CachePolicy[C] | None = None,
+        fact_values: FactValues | None = None,
     ) -> None:
         self.artifacts = artifacts
         self.leases = leases
@@ -168,6 +173,8 @@ class Engine(Generic[C]):
         self.cache = cache
         self.cache_policy = cache_policy
         """How states are keyed and served from ``cache``; None: nothing is cached."""
+        self.fact_values = fact_values
+        """Where facts that are not small JSON are stored; None: only JSON facts."""
         self.events = events
         self.codec = codec
         self._resolve = _as_resolver(bodies)
@@ -523,10 +530,18 @@ class Engine(Generic[C]):
         attempted: Mapping[str, int] | None = None,
         use_cache: bool = True,
     ) -> Steps:
-        def record_fact(key: str, value: object) -> None:
-            writer.append(FactRecorded(key=key, value=value))
+        def record_fact(key: str, value: object, snapshot_id: str | None) -> None:
+            writer.append(FactRecorded(key=key, value=value, snapshot_id=snapshot_id))
 
-        scope = FactScope(facts, record_fact, self.secrets)
+        replay_of = manifest.run_config.replay_of
+        scope = FactScope(
+            facts,
+            record_fact,
+            self.secrets,
+            self.fact_values,
+            self._replayed_facts(replay_of) if replay_of else None,
+            replay_of or "",
+        )
         cache = self._run_cache(manifest, use_cache)
         found_start = start is None
         for spec in order:
@@ -579,11 +594,14 @@ class Engine(Generic[C]):
                 return RunResult(
                     writer.run_id, RunPhase.FAILED, current_snapshot_id, spec.id, outcome
                 )
+        checked = self._check_replay(replay_of, current_snapshot_id) if replay_of else None
+        if checked is not None:
+            writer.append(checked)
         writer.append(
             RunCompleted(status=RunStatus.COMPLETED, final_snapshot_id=current_snapshot_id)
         )
         RunLogger(writer.run_id).info("run completed")
-        return RunResult(writer.run_id, RunPhase.COMPLETED, current_snapshot_id)
+        return RunResult(writer.run_id, RunPhase.COMPLETED, current_snapshot_id, replay=checked)
 
     def _attempt(
         self,
@@ -736,6 +754,34 @@ class Engine(Generic[C]):
             )
             return _Live(snapshot_id, reused.context)
         return None
+
+    def replay_manifest(self, run_id: str) -> tuple[Manifest, str, str]:
+        """For a replay of ``run_id``: its manifest with ``replay_of`` set (stored), that
+        manifest's id, and the snapshot ``run_id`` started from."""
+        history = self.history(run_id)
+        original = read_manifest(self.artifacts, history.started.manifest_id)
+        config = original.run_config.model_copy(update={"replay_of": run_id})
+        manifest = original.model_copy(update={"run_config": config})
+        return (
+            manifest,
+            store_manifest(self.artifacts, manifest),
+            history.started.initial_snapshot_id,
+        )
+
+    def _check_replay(self, run_id: str, snapshot_id: str) -> ReplayChecked:
+        ended = self.history(run_id).run_completed
+        original = ended.final_snapshot_id if ended is not None else None
+        if original == snapshot_id:
+            return ReplayChecked(of_run=run_id, reproduced=True, same_snapshot=True)
+        compare = getattr(self.codec, "differing", None)
+        if original is None or compare is None:  # the replayed run had not completed
+            return ReplayChecked(of_run=run_id, reproduced=False)
+        differing = tuple(compare(original, snapshot_id))
+        return ReplayChecked(of_run=run_id, reproduced=not differing, differing=differing)
+
+    def _replayed_facts(self, run_id: str) -> dict[str, Any]:
+        """The facts recorded by ``run_id``, the run a replay serves its facts from."""
+        return dict(self.history(run_id).facts)
 
     def _fail(
         self, spec: StateSpec, attempt: int, writer: RunWriter, error: ErrorInfo

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbflow.engine.facts import StoredFact
 from nbflow.errors import HistoryError
 from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
@@ -169,4 +170,5 @@ def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
         history.last_checkpoint = event.snapshot_id
         history.open_attempt = None
     elif isinstance(event, FactRecorded):
-        history.facts.setdefault(event.key, event.value)
+        held = StoredFact(event.snapshot_id) if event.snapshot_id else event.value
+        history.facts.setdefault(event.key, held)

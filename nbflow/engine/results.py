@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 from nbflow.model.config import RunConfig
 from nbflow.model.errors import ErrorInfo
-from nbflow.model.events import DomainEvent
+from nbflow.model.events import DomainEvent, ReplayChecked
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Plan, StateSpec
 
@@ -43,6 +43,34 @@ class RunResult:
     """The state the run failed at, when it failed."""
     error: ErrorInfo | None = None
     """The last error of ``failed_state``."""
+    replay: ReplayChecked | None = None
+    """A replay that completed: whether it reproduced the replayed run's final snapshot."""
+
+    def __str__(self) -> str:
+        text = f"run {self.run_id[:8]} {self.phase.value}"
+        if self.failed_state:
+            text += f" at state {self.failed_state!r}"
+        if self.error is not None:
+            text += f": {self.error.message}"
+        if self.replay is not None:
+            text += f"; {replay_verdict(self.replay)}"
+        return text
+
+
+def replay_verdict(checked: ReplayChecked) -> str:
+    """``reproduced run 3f2a1b0c exactly``, or which variables differ."""
+    if checked.reproduced and checked.same_snapshot:
+        return f"reproduced run {checked.of_run[:8]} exactly: the same final snapshot"
+    if checked.reproduced:
+        return (
+            f"reproduced run {checked.of_run[:8]} exactly: every variable equal (stored "
+            "in other bytes: restored objects pickle differently)"
+        )
+    if not checked.differing:
+        return f"cannot compare with run {checked.of_run[:8]}: it did not complete"
+    names = ", ".join(checked.differing[:10]) or "the context"
+    more = f" and {len(checked.differing) - 10} more" if len(checked.differing) > 10 else ""
+    return f"did not reproduce run {checked.of_run[:8]}: {names}{more} differ"
 
 
 @dataclass(frozen=True)

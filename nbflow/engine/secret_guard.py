@@ -22,6 +22,7 @@ from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
     Event,
     Note,
+    ReplayChecked,
     RetryScheduled,
     RunCompleted,
     RunStarted,
@@ -45,6 +46,7 @@ _ONLY_NAMES_AND_IDS = (
     RetryScheduled,
     StateCached,
     StateSkipped,  # tags were checked with the manifest
+    ReplayChecked,  # a run id and variable names of a snapshot already written
 )
 
 

@@ -244,6 +244,12 @@ _run.add_argument(
 )
 _resume = _sub("resume", "Resume the newest interrupted run, or RUN.")
 _resume.add_argument("run", nargs="?", default=None, metavar="RUN")
+_replay = _sub(
+    "replay",
+    "Run RUN's plan again as a new run (default: the newest), from the variables it started "
+    "with; facts come from RUN's record only, and nothing live is called.",
+)
+_replay.add_argument("run", nargs="?", default=None, metavar="RUN")
 _restore = _sub("restore", "Put the variables back as they were after STATE.")
 _restore.add_argument("target", nargs="?", default=None, metavar="STATE|SNAPSHOT")
 _restore.add_argument("--run", default=None, metavar="RUN", help="a run id or prefix")

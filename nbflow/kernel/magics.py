@@ -16,7 +16,7 @@ from nbflow.kernel.arguments import (
 )
 from nbflow.kernel.session import KernelSession
 
-ASYNC_COMMANDS = frozenset({"run", "resume", "restore"})
+ASYNC_COMMANDS = frozenset({"run", "resume", "replay", "restore"})
 
 
 class Handle:
@@ -34,7 +34,7 @@ class Handle:
         await self.session.state_cell(options, body)
 
     async def flow_line(self, line: str) -> None:
-        """Run ``%flow run|resume|restore``."""
+        """Run ``%flow run|resume|replay|restore``."""
         try:
             command, args = flow_command(line)
         except HelpShown:
@@ -49,6 +49,8 @@ class Handle:
             )
         elif command == "resume":
             await session.resume(args.run)
+        elif command == "replay":
+            await session.replay(args.run)
         elif command == "restore":
             await session.restore(args.target, args.run)
         else:
@@ -121,7 +123,7 @@ class NbflowMagics(Magics):
     def flow(self, line: str) -> None:
         """Look at and drive this notebook's plan and runs.
 
-        %flow [show|run|resume|restore|runs|timeline|status|cancel|mode|invalidate|verify|
+        %flow [show|run|resume|replay|restore|runs|timeline|status|cancel|mode|invalidate|verify|
                trust|gc]
         `%flow COMMAND --help` explains each command.
         """

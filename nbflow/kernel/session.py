@@ -22,7 +22,7 @@ from nbflow.engine import Body, Engine, StartRequest, store_manifest, topologica
 from nbflow.engine.contract import read_manifest
 from nbflow.engine.core import DAMAGE_CODES
 from nbflow.engine.history import RunHistory
-from nbflow.engine.results import RunPhase, RunResult
+from nbflow.engine.results import RunPhase, RunResult, replay_verdict
 from nbflow.errors import NbflowError
 from nbflow.hashing.ids import is_content_id
 from nbflow.hashing.redact import KnownSecrets, Redaction
@@ -57,6 +57,8 @@ from nbflow.model.events import (
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
 from nbflow.snapshot import NamespaceCodec
+from nbflow.snapshot.filters import is_ipython_name
+from nbflow.snapshot.values import SnapshotValues
 from nbflow.store import Home
 from nbflow.store.events import now_us
 from nbflow.ui.model import AttemptBar
@@ -97,6 +99,10 @@ class KernelCodec:
         """Raise if the snapshot or one of its artifacts is damaged, missing or foreign."""
         self._session.snapshots.verify(snapshot_id)
 
+    def differing(self, before: str, after: str) -> tuple[str, ...]:
+        """The variables that differ between two snapshots."""
+        return self._session.snapshots.differing(before, after)
+
     def restore(self, snapshot_id: str) -> dict[str, Any]:
         """Put the snapshot's variables into ``user_ns``; always-run states run next."""
         session = self._session
@@ -132,6 +138,7 @@ class KernelSession:
             leases=self.home.leases,
             cache=self.home.cache,
             cache_policy=self.cache_policy,
+            fact_values=SnapshotValues(self.home.artifacts, self.secrets),
         )
         self.engine.listeners.append(self._on_event)
         self.engine.redaction_listeners.append(self._on_redacted)
@@ -354,14 +361,16 @@ class KernelSession:
                 "nothing is skipped for it (tags are declared with %%state --tags)"
             )
 
-    async def _start(self, manifest: Manifest, use_cache: bool = True) -> None:
+    async def _start(
+        self, manifest: Manifest, use_cache: bool = True, *, satisfied_notes: bool = True
+    ) -> RunResult:
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
         in_plan = {spec.id for spec in manifest.plan.states}
-        satisfied = sorted(self.satisfied - in_plan)
+        satisfied = sorted(self.satisfied - in_plan) if satisfied_notes else []
         replay = [
             self.states[s] for s in satisfied if s in self.states and self.states[s].always_run
         ]
-        notes = (StatesSatisfied(states=satisfied, replay=replay),)
+        notes = (StatesSatisfied(states=satisfied, replay=replay),) if satisfied_notes else ()
         request = StartRequest.for_manifest(
             manifest, manifest_id, self.shell.user_ns, notes, use_cache
         )
@@ -377,6 +386,37 @@ class KernelSession:
                 self.live_run = None
         self.presenter.live_end(result.phase.value)
         self._finish(result, set(satisfied))
+        return result
+
+    async def replay(self, run: str | None) -> None:
+        """``%flow replay``: run RUN's manifest again as a new run, from the variables it
+        started with, with its recorded facts only; say whether it reproduced RUN."""
+        run_id = self.resolve_run(run)
+        manifest, _, initial = _usage(lambda: self.engine.replay_manifest(run_id))
+        document = _usage(lambda: self.snapshots.document(initial))
+        kept = {variable.name for variable in document.variables}
+        aside = sorted(
+            name for name in self.shell.user_ns if not is_ipython_name(name) and name not in kept
+        )
+        _usage(lambda: self.snapshots.restore(initial, into=self.shell.user_ns))
+        for name in aside:
+            del self.shell.user_ns[name]
+        dropped = (
+            f"; removed {', '.join(aside[:8])}{' …' if len(aside) > 8 else ''}" if aside else ""
+        )
+        self.presenter.message(
+            f"nbflow: replaying run {run_id[:8]} from the variables it started with{dropped}; "
+            "facts come from its record only"
+        )
+        self._verbose_progress = True
+        self._live_plan = manifest.plan
+        try:
+            result = await self._start(manifest, use_cache=False, satisfied_notes=False)
+        finally:
+            self._verbose_progress = False
+            self._live_plan = None
+        if result is not None and result.replay is not None:
+            self.presenter.message(f"nbflow: {replay_verdict(result.replay)}")
 
     async def resume(self, run: str | None) -> None:
         """``%flow resume``: continue an interrupted run from its last checkpoint."""

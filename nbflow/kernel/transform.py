@@ -1,6 +1,6 @@
 """Rewriting cells so that state code runs inside a coroutine cell (see :mod:`.execution`).
 
-``%%state NAME ...`` cells, and top-level ``%flow run|resume|restore`` lines, become an
+``%%state NAME ...`` cells, and top-level ``%flow run|resume|replay|restore`` lines, become an
 ``await`` of the session. Everything else is left to IPython.
 """
 
@@ -12,7 +12,7 @@ HANDLE = "__nbflow__"
 """Name of the session's handle in ``user_ns`` (dunder: never snapshotted)."""
 
 _STATE = re.compile(r"%%state(?:[ \t]+(?P<args>.*))?")
-_FLOW = re.compile(r"%flow[ \t]+(?P<command>(?:run|resume|restore)\b.*)")
+_FLOW = re.compile(r"%flow[ \t]+(?P<command>(?:run|resume|replay|restore)\b.*)")
 
 
 def transform_cell(lines: list[str]) -> list[str]:

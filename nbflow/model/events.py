@@ -88,11 +88,13 @@ class CheckpointsDiscarded(_Event):
 
 
 class FactRecorded(_Event):
-    """Domain: the value ``nbflow.fact(key, ...)`` returned in this run."""
+    """Domain: the value ``nbflow.fact(key, ...)`` returned in this run: small JSON inline
+    in ``value``, anything else held by the snapshot ``snapshot_id``."""
 
     kind: Literal["fact_recorded"] = "fact_recorded"
     key: str
-    value: Any
+    value: Any = None
+    snapshot_id: str | None = None
 
 
 class AttemptInterrupted(_Event):
@@ -169,6 +171,18 @@ class StateSkipped(_Event):
     tags: tuple[str, ...]
 
 
+class ReplayChecked(_Event):
+    """Domain: this replay ended; ``reproduced`` when its final variables equal those of
+    ``of_run``, the run it replayed (``same_snapshot``: byte for byte, the same snapshot
+    id), else ``differing`` names the variables that differ."""
+
+    kind: Literal["replay_checked"] = "replay_checked"
+    of_run: str
+    reproduced: bool
+    same_snapshot: bool = False
+    differing: tuple[str, ...] = ()
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -188,6 +202,7 @@ DomainEvent = (
     | StateCached
     | StateKeyed
     | StateSkipped
+    | ReplayChecked
     | Note
 )
 Event = Annotated[
@@ -205,6 +220,7 @@ Event = Annotated[
     | StateCached
     | StateKeyed
     | StateSkipped
+    | ReplayChecked
     | Note,
     Field(discriminator="kind"),
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from nbflow.hashing.redact import KnownSecrets
 from nbflow.snapshot.capture import Capture, CaptureMemory, default_workers
+from nbflow.snapshot.diff import diff, same_value
 from nbflow.snapshot.document import SnapshotDocument
 from nbflow.snapshot.report import CaptureReport, RestoreReport
 from nbflow.snapshot.restore import Restore
@@ -93,6 +94,31 @@ class NamespaceCodec:
                     raise self._artifacts.not_found(artifact_id)
                 if not self._artifacts.verify(artifact_id):
                     raise self._artifacts.corrupt(artifact_id)
+
+    def differing(self, before: str, after: str) -> tuple[str, ...]:
+        """The variables added, removed or changed in value from snapshot ``before`` to
+        ``after``.
+
+        Stored bytes decide first. Bytes can differ where values do not: pickle shares a
+        string or an object it met before in the stream, and restored objects share less
+        than live ones (a function restored from a checkpoint and saved again is the same
+        function in other bytes). So a variable whose bytes differ is restored from both
+        snapshots and compared by value (:func:`same_value`)."""
+        changes = diff(self.document(before), self.document(after))
+        differing = list(changes.added + changes.removed)
+        if changes.changed:
+            old: dict[str, Any] = {}
+            new: dict[str, Any] = {}
+            Restore(self._artifacts, self._workers).run(
+                before, self.document(before), old, changes.changed
+            )
+            Restore(self._artifacts, self._workers).run(
+                after, self.document(after), new, changes.changed
+            )
+            for name in changes.changed:
+                if name not in old or name not in new or not same_value(old[name], new[name]):
+                    differing.append(name)
+        return tuple(sorted(differing))
 
     def document(self, snapshot_id: str) -> SnapshotDocument:
         """The parsed, verified snapshot document of ``snapshot_id``: signed by this user

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
 
 from nbflow.snapshot.document import SnapshotDocument, VariableEntry
 
@@ -51,3 +55,18 @@ def diff(before: SnapshotDocument, after: SnapshotDocument) -> SnapshotDiff:
             sorted(n for n in old.keys() & new.keys() if _content(old[n]) == _content(new[n]))
         ),
     )
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two restored values are the same value: pickled alone, in the same way,
+    they give the same bytes and buffers (compared in place, never copied)."""
+    try:
+        a_buffers: list[pickle.PickleBuffer] = []
+        b_buffers: list[pickle.PickleBuffer] = []
+        a_bytes = cloudpickle.dumps(a, protocol=5, buffer_callback=a_buffers.append)
+        b_bytes = cloudpickle.dumps(b, protocol=5, buffer_callback=b_buffers.append)
+    except Exception:  # what cannot be pickled alone is not judged equal
+        return False
+    if a_bytes != b_bytes or len(a_buffers) != len(b_buffers):
+        return False
+    return all(x.raw() == y.raw() for x, y in zip(a_buffers, b_buffers, strict=True))
