@@ -6,6 +6,7 @@ the notebook, and a run cut off by a crash continues where it stopped.
 
 import logging
 
+from nbflow.children import ChildResult, ChildRun, child, run_child
 from nbflow.engine import Engine, Failpoints, RunPhase, RunResult, StartRequest, fact
 from nbflow.engine.facts import now, seed
 from nbflow.errors import NbflowError
@@ -32,6 +33,8 @@ def unload_ipython_extension(ipython: object) -> None:
 
 
 __all__ = [
+    "ChildResult",
+    "ChildRun",
     "Engine",
     "Failpoints",
     "Flow",
@@ -40,9 +43,11 @@ __all__ = [
     "RunResult",
     "StartRequest",
     "__version__",
+    "child",
     "fact",
     "load_ipython_extension",
     "now",
+    "run_child",
     "seed",
     "unload_ipython_extension",
 ]

@@ -21,6 +21,7 @@ from nbflow.engine import (
     Engine,
     Failpoints,
     JsonContextCodec,
+    RunPhase,
     RunResult,
     StartRequest,
     store_manifest,
@@ -29,8 +30,9 @@ from nbflow.engine import (
 from nbflow.engine.caching import DocumentCache
 from nbflow.errors import NbflowError, StorageError
 from nbflow.model.config import RetryPolicy, RunConfig
+from nbflow.model.events import ChildOf
 from nbflow.model.manifest import Manifest
-from nbflow.model.parameters import encode_parameters
+from nbflow.model.parameters import decode_parameters, encode_parameters
 from nbflow.model.plan import STATE_NAME, Edge, Plan, StateSpec
 from nbflow.options import parse_backoff, parse_duration_ms
 from nbflow.snapshot.values import SnapshotValues
@@ -68,19 +70,27 @@ class Flow:
         self._states: dict[str, StateSpec] = {}
         self._upstream: dict[str, tuple[str, ...]] = {}
         self._bodies: dict[str, Body[Any]] = {}
-        context_codec = codec(self.home.artifacts)
-        self.engine: Engine[Any] = Engine(
-            self.home.artifacts,
-            self.home.events,
+        self._codec = codec
+        self._failpoints = failpoints
+        self._sleep = sleep
+        self.engine: Engine[Any] = self._engine_over(self.home)
+
+    def _engine_over(self, home: Home) -> Engine[Any]:
+        context_codec = self._codec(home.artifacts)
+        engine: Engine[Any] = Engine(
+            home.artifacts,
+            home.events,
             context_codec,
             self._bodies,
-            failpoints=failpoints,
-            sleep=sleep,
-            leases=self.home.leases,
-            cache=self.home.cache,
+            failpoints=self._failpoints,
+            sleep=self._sleep,
+            leases=home.leases,
+            cache=home.cache,
             cache_policy=DocumentCache(self._bodies.get, context_codec.restore),
-            fact_values=SnapshotValues(self.home.artifacts),
+            fact_values=SnapshotValues(home.artifacts),
         )
+        engine.home_path = str(home.root)
+        return engine
 
     # -- declaring --------------------------------------------------------------------
 
@@ -203,6 +213,26 @@ class Flow:
         context = self.engine.codec.restore(initial)
         request = StartRequest.for_manifest(manifest, manifest_id, context, use_cache=False)
         return self.engine.start(request)
+
+    def run_as_child(
+        self, run_id: str, parameters: dict[str, Any], parent: ChildOf, resume: bool
+    ) -> int:
+        """Run (``resume``: continue) this flow as child run ``run_id`` of ``parent``, on a
+        connection of its own (a forked worker's); 0 when it completed, else 1. A new run
+        starts from its ``parameters`` (decoded) as its context."""
+        with Home(self.home.root) as home:
+            engine = self._engine_over(home)
+            if resume:
+                result = engine.resume(run_id)
+            else:
+                values = decode_parameters(parameters)
+                manifest = self.manifest(values)
+                manifest_id = store_manifest(home.artifacts, manifest)
+                request = StartRequest.for_manifest(
+                    manifest, manifest_id, values, (parent,), run_id=run_id
+                )
+                result = engine.start(request)
+        return 0 if result.phase is RunPhase.COMPLETED else 1
 
     def resume(self, run_id: str | None = None) -> RunResult:
         """Resume ``run_id`` (a unique prefix is enough), or the newest unfinished run."""

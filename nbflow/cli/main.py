@@ -68,6 +68,8 @@ def _parser() -> _Parser:
                 metavar="RUN",
                 help="run RUN's manifest again with its recorded facts only (no live IO)",
             )
+            # Set by a parent run that starts this notebook as its child (nbflow.child).
+            sub.add_argument("--child", help=argparse.SUPPRESS)
         sub.add_argument("--json", action="store_true", help="summary for machines")
     runs = commands.add_parser("runs", help="list the runs of a notebook, newest first")
     runs.add_argument("notebook", nargs="?", help="NOTEBOOK.ipynb (default: every notebook)")
@@ -183,6 +185,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             no_cache=getattr(args, "no_cache", False),
             skip_tags=getattr(args, "skip_tags", []),
             replay=getattr(args, "replay", None),
+            child=getattr(args, "child", None),
         )
         return run_notebook(args.notebook, args.output, args.parameter, choices, args.json)
     if args.command == "runs":

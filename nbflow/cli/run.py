@@ -63,17 +63,27 @@ class RunChoices:
     skip_tags: tuple[str, ...] = ()
     replay: str | None = None
     """A run id (or unique prefix) whose recorded facts the run is replayed from."""
+    child: dict[str, Any] | None = None
+    """Set when a parent run starts this notebook: ``run_id``, ``parameters`` (encoded)
+    and ``parent`` (its ``ChildOf`` note)."""
 
     @classmethod
     def from_arguments(
-        cls, *, fresh: bool, no_cache: bool, skip_tags: list[str], replay: str | None
+        cls,
+        *,
+        fresh: bool,
+        no_cache: bool,
+        skip_tags: list[str],
+        replay: str | None,
+        child: str | None = None,
     ) -> RunChoices:
         """The choices of the command line, checked."""
         try:
             tags = arguments.skip_tags(skip_tags)
         except UsageError as exc:
             raise CommandLineError(f"nbflow run: {exc}") from None
-        return cls(fresh, not no_cache, tags, replay)
+        launched = json.loads(child) if child else None
+        return cls(fresh, not no_cache, tags, replay, launched)
 
     def run_config(self, replay_of: str | None = None) -> RunConfig:
         """The run config of a run made with these choices."""
@@ -250,11 +260,12 @@ def run_notebook(
                     "leave out -p"
                 )
             replayed = replay_source(home, flow_id, choices.replay)
-        parameters = (
-            decode_parameters(replayed.parameters)
-            if replayed is not None
-            else parse_parameters(parameter_pairs)
-        )
+        if replayed is not None:
+            parameters = decode_parameters(replayed.parameters)
+        elif choices.child is not None:
+            parameters = decode_parameters(choices.child["parameters"])
+        else:
+            parameters = parse_parameters(parameter_pairs)
         inject_parameters(notebook, parameters)
         cells = state_cells(notebook)
         plan = notebook_plan(flow_id, cells)
@@ -272,7 +283,16 @@ def run_notebook(
         except NbflowError as exc:
             raise CommandLineError(f"nbflow run: {exc}") from None
         resume_run, skip_until, previous = None, -1, None
-        if not choices.fresh:
+        if choices.child is not None:
+            record = home.events.run(choices.child["run_id"])
+            if record is not None and record.status != "running":
+                Progress(len(notebook.cells), as_json, home, flow_id, cells).summary(
+                    EXIT_OK if record.status == "completed" else EXIT_FAILED, output
+                )
+                return EXIT_OK if record.status == "completed" else EXIT_FAILED
+            if record is not None:
+                resume_run = record.run_id
+        elif not choices.fresh:
             for record in home.events.runs(flow_id=flow_id):
                 if record.status == "running" and record.manifest_id == manifest_id:
                     resume_run = record.run_id
@@ -289,7 +309,8 @@ def run_notebook(
             "%load_ext nbflow\n"
             f"__nbflow__.session.begin_notebook_run({plan.model_dump_json()!r}, "
             f"{json.dumps(encoded)!r}, {resume_run!r}, {choices.use_cache!r}, "
-            f"{run_config.model_dump_json()!r})"
+            f"{run_config.model_dump_json()!r}, "
+            f"{json.dumps(choices.child) if choices.child and not resume_run else ''!r})"
         )
         client = NotebookClient(
             notebook,

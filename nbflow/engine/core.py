@@ -22,6 +22,7 @@ from typing import Any, Generic
 
 from nbflow.engine.attempt import error_from_exception
 from nbflow.engine.caching import CachePolicy, RunCache
+from nbflow.engine.children import ChildKey, ChildRecord
 from nbflow.engine.context import C, ContextCodec
 from nbflow.engine.contract import (
     check_start_contract,
@@ -175,6 +176,8 @@ class Engine(Generic[C]):
         """How states are keyed and served from ``cache``; None: nothing is cached."""
         self.fact_values = fact_values
         """Where facts that are not small JSON are stored; None: only JSON facts."""
+        self.home_path = ""
+        """The folder of the history this engine writes (named by its child runs)."""
         self.events = events
         self.codec = codec
         self._resolve = _as_resolver(bodies)
@@ -231,7 +234,14 @@ class Engine(Generic[C]):
             )
         order = topological_order(request.plan)
         bodies = {spec.id: self._resolve(request.manifest, spec) for spec in order}
-        run_id = uuid.uuid4().hex
+        run_id = request.run_id or uuid.uuid4().hex
+        if request.run_id is not None and self.events.head_seq(run_id) > 0:
+            raise HistoryError(
+                "run_exists",
+                f"run {run_id} exists already; it is resumed, not started again",
+                name=run_id,
+                hint="resume it instead",
+            )
         lease = None
         if self.leases is not None:  # nobody can know the run yet: taken with RunStarted
             lease = self.leases.new_lease(run_id, current_owner(request.plan.flow_id))
@@ -353,6 +363,7 @@ class Engine(Generic[C]):
                 facts=dict(history.facts),
                 live=_Live(start.base_snapshot_id, context),
                 attempted=dict(history.last_attempt),
+                children=history.children,
             )
         )
 
@@ -529,18 +540,25 @@ class Engine(Generic[C]):
         live: _Live[C] | None,
         attempted: Mapping[str, int] | None = None,
         use_cache: bool = True,
+        children: Mapping[ChildKey, ChildRecord] | None = None,
     ) -> Steps:
         def record_fact(key: str, value: object, snapshot_id: str | None) -> None:
             writer.append(FactRecorded(key=key, value=value, snapshot_id=snapshot_id))
 
         replay_of = manifest.run_config.replay_of
+        replayed = self.history(replay_of) if replay_of else None
         scope = FactScope(
             facts,
             record_fact,
             self.secrets,
             self.fact_values,
-            self._replayed_facts(replay_of) if replay_of else None,
+            dict(replayed.facts) if replayed is not None else None,
             replay_of or "",
+            run_id=writer.run_id,
+            append=partial(_append_one, writer),
+            children=dict(children or {}),
+            replayed_children=dict(replayed.children) if replayed is not None else None,
+            home=self.home_path,
         )
         cache = self._run_cache(manifest, use_cache)
         found_start = start is None
@@ -779,10 +797,6 @@ class Engine(Generic[C]):
         differing = tuple(compare(original, snapshot_id))
         return ReplayChecked(of_run=run_id, reproduced=not differing, differing=differing)
 
-    def _replayed_facts(self, run_id: str) -> dict[str, Any]:
-        """The facts recorded by ``run_id``, the run a replay serves its facts from."""
-        return dict(self.history(run_id).facts)
-
     def _fail(
         self, spec: StateSpec, attempt: int, writer: RunWriter, error: ErrorInfo
     ) -> ErrorInfo:
@@ -797,6 +811,10 @@ class Engine(Generic[C]):
     def _redacted(self, where: str, done: list[Redaction]) -> None:
         for listener in self.redaction_listeners:
             listener(where, done)
+
+
+def _append_one(writer: RunWriter, event: Event) -> None:
+    writer.append(event)
 
 
 def advance(

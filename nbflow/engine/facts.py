@@ -18,9 +18,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
+from nbflow.engine.children import ChildKey, ChildRecord
 from nbflow.errors import NbflowError
 from nbflow.hashing.redact import KnownSecrets
 from nbflow.hashing.secrets import find_secrets
+from nbflow.model.events import Event
 
 T = TypeVar("T")
 
@@ -66,6 +68,16 @@ class FactScope:
     replaying: Mapping[str, Any] | None = None
     """In a replay: the replayed run's facts, the only source of facts."""
     replay_of: str = ""
+    run_id: str = ""
+    """The run the attempt belongs to (a child's parent)."""
+    append: Callable[[Event], None] | None = None
+    """Appends a domain event to the run's stream (child runs record theirs with it)."""
+    children: dict[ChildKey, ChildRecord] = field(default_factory=dict)
+    """The child runs this run recorded so far."""
+    replayed_children: Mapping[ChildKey, ChildRecord] | None = None
+    """In a replay: the child runs of the replayed run, the only source of results."""
+    home: str = ""
+    """Where this run's history is (a child names it as its parent's)."""
     state_id: str = ""
     """The state whose attempt runs now (for the keys of ``now()`` and ``seed()``)."""
     _calls: dict[str, int] = field(default_factory=dict)

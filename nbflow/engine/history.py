@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbflow.engine.children import ChildKey, ChildRecord
 from nbflow.engine.facts import StoredFact
 from nbflow.errors import HistoryError
 from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
     CheckpointsDiscarded,
+    ChildRunJoined,
+    ChildRunSpawned,
     EventEnvelope,
     FactRecorded,
     RunCompleted,
@@ -56,6 +59,8 @@ class RunHistory:
     last_failure: dict[str, Failure] = field(default_factory=dict)
     last_attempt: dict[str, int] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    children: dict[ChildKey, ChildRecord] = field(default_factory=dict)
+    """``(state_id, key)`` → what the stream says of that child run, in spawn order."""
     last_failed_state: str | None = None
     run_completed: RunCompleted | None = None
 
@@ -172,3 +177,11 @@ def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
     elif isinstance(event, FactRecorded):
         held = StoredFact(event.snapshot_id) if event.snapshot_id else event.value
         history.facts.setdefault(event.key, held)
+    elif isinstance(event, ChildRunSpawned):
+        history.children.setdefault((event.state_id, event.key), ChildRecord(event))
+    elif isinstance(event, ChildRunJoined):
+        record = history.children.get((event.state_id, event.key))
+        if record is None or record.spawned.child_run_id != event.child_run_id:
+            raise _invalid(run_id, seq, f"child {event.key!r} joined but never spawned")
+        if record.joined is None:
+            record.joined = event

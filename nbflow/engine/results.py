@@ -86,6 +86,9 @@ class StartRequest(Generic[C]):
     """Domain events recorded together with ``RunStarted``."""
     use_cache: bool = True
     """False (``--no-cache``): every state executes; results are still recorded."""
+    run_id: str | None = None
+    """The new run's id, when the caller fixed it (a child run: derived from its parent);
+    otherwise a random one."""
 
     @classmethod
     def for_manifest(
@@ -95,10 +98,18 @@ class StartRequest(Generic[C]):
         context: C,
         notes: tuple[DomainEvent, ...] = (),
         use_cache: bool = True,
+        run_id: str | None = None,
     ) -> StartRequest[C]:
         """A request whose plan and run config are the manifest's own."""
         return cls(
-            manifest, manifest_id, manifest.plan, manifest.run_config, context, notes, use_cache
+            manifest,
+            manifest_id,
+            manifest.plan,
+            manifest.run_config,
+            context,
+            notes,
+            use_cache,
+            run_id,
         )
 
 

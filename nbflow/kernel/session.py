@@ -43,6 +43,7 @@ from nbflow.kernel.views import (
 from nbflow.model.config import RunConfig
 from nbflow.model.events import (
     CheckpointsDiscarded,
+    ChildOf,
     EventEnvelope,
     RetryScheduled,
     RunStarted,
@@ -140,6 +141,7 @@ class KernelSession:
             cache_policy=self.cache_policy,
             fact_values=SnapshotValues(self.home.artifacts, self.secrets),
         )
+        self.engine.home_path = str(self.home.root)
         self.engine.listeners.append(self._on_event)
         self.engine.redaction_listeners.append(self._on_redacted)
         self._told: set[str] = set()
@@ -260,6 +262,7 @@ class KernelSession:
         resume_run: str | None,
         use_cache: bool = True,
         run_config_json: str = "{}",
+        child_json: str = "",
     ) -> None:
         """Make this kernel execute the notebook as one run (``nbflow run``): each
         ``%%state`` cell runs the next state. With ``resume_run``, its last checkpoint is
@@ -281,8 +284,13 @@ class KernelSession:
                 run_config=RunConfig.model_validate_json(run_config_json),
             )
             manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+            notes: tuple[ChildOf, ...] = ()
+            run_id = None
+            if child_json:  # a child run: its id and its parent are given
+                child = json.loads(child_json)
+                notes, run_id = (ChildOf.model_validate(child["parent"]),), child["run_id"]
             request = StartRequest.for_manifest(
-                manifest, manifest_id, self.shell.user_ns, use_cache=use_cache
+                manifest, manifest_id, self.shell.user_ns, notes, use_cache, run_id
             )
             driver = CellDriver(self.engine.start_steps(request))
         self.notebook_run = driver

@@ -183,6 +183,44 @@ class ReplayChecked(_Event):
     differing: tuple[str, ...] = ()
 
 
+class ChildRunSpawned(_Event):
+    """Domain: state ``state_id`` starts (or re-attaches to) child run ``child_run_id``,
+    recorded before the child starts. ``key`` is its identity within the state (the
+    caller's, else a hash of target and parameters); ``target`` names the notebook
+    (``notebook:PATH``) or flow (``flow:NAME``), ``home`` the history it runs in."""
+
+    kind: Literal["child_run_spawned"] = "child_run_spawned"
+    state_id: str
+    key: str
+    child_run_id: str
+    target: str
+    home: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    """Encoded as a manifest's parameters (no JSON float)."""
+
+
+class ChildRunJoined(_Event):
+    """Domain: the result of child run ``child_run_id`` was first taken by the parent."""
+
+    kind: Literal["child_run_joined"] = "child_run_joined"
+    state_id: str
+    key: str
+    child_run_id: str
+    status: str
+    """``completed``, ``failed`` or ``cancelled``."""
+    final_snapshot_id: str | None = None
+
+
+class ChildOf(_Event):
+    """Domain, first after ``RunStarted`` in a child's stream: its parent run and state."""
+
+    kind: Literal["child_of"] = "child_of"
+    parent_run_id: str
+    parent_state_id: str
+    key: str
+    parent_home: str
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -203,6 +241,9 @@ DomainEvent = (
     | StateKeyed
     | StateSkipped
     | ReplayChecked
+    | ChildRunSpawned
+    | ChildRunJoined
+    | ChildOf
     | Note
 )
 Event = Annotated[
@@ -221,6 +262,9 @@ Event = Annotated[
     | StateKeyed
     | StateSkipped
     | ReplayChecked
+    | ChildRunSpawned
+    | ChildRunJoined
+    | ChildOf
     | Note,
     Field(discriminator="kind"),
 ]
