@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
+import signal
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -129,8 +131,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     served from the cache and say so, which is right for a user and wrong for a
     comparison of outputs; the cache itself is tested in tests/kernel/test_cache_kernel.py.
     """
-    if not any(Path(str(item.fspath)).parent == NOTEBOOKS for item in items):
+    if not any(NOTEBOOKS in Path(str(item.fspath)).parents for item in items):
         return
-    shutil.rmtree(NOTEBOOKS / ".nbflow", ignore_errors=True)
-    for leftover in (NOTEBOOKS / "service_calls.txt", *NOTEBOOKS.glob("*.output.ipynb")):
+    for history in [NOTEBOOKS / ".nbflow", *NOTEBOOKS.glob("*/.nbflow")]:
+        shutil.rmtree(history, ignore_errors=True)
+    for leftover in (NOTEBOOKS / "service_calls.txt", *NOTEBOOKS.rglob("*.output.ipynb")):
         leftover.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[int]]:
+    """Pids to SIGKILL at the end of the test, whatever happens (and their children)."""
+    started: list[int] = []
+    yield started
+    for pid in list(started):
+        with contextlib.suppress(OSError):
+            started += _descendants(pid)
+    for pid in started:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in map(int, (task / "children").read_text().split()):
+            found += [child, *_descendants(child)]
+    return found

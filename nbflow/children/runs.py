@@ -141,6 +141,10 @@ class ChildRun:
                 record = home.events.run(self.run_id)
                 if record is not None and record.status != "running":
                     return record.status
+                if home.leases.live_owner(self.run_id) is not None:
+                    # Ours lost the race to an orphan of an earlier parent: wait for that.
+                    self._process = None
+                    continue
                 raise NbflowError(
                     "child_run_interrupted",
                     f"child run {self.run_id[:8]} ({self.target.name}) stopped before it "

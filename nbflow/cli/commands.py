@@ -14,7 +14,7 @@ from nbflow.cli.staleness import notebook_view
 from nbflow.engine.contract import read_manifest
 from nbflow.engine.results import replay_verdict
 from nbflow.errors import NbflowError
-from nbflow.kernel.views import attempt_bars, run_row, snapshot_size
+from nbflow.kernel.views import attempt_bars, run_bars, run_row, snapshot_size
 from nbflow.model.events import ReplayChecked
 from nbflow.store import Home
 from nbflow.ui.dag_svg import render_plan_svg
@@ -79,9 +79,7 @@ def show(
     record = home.events.run(run_id)
     assert record is not None
     row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
-    bars = attempt_bars(
-        home.events.read_range(run_id), lambda sid: snapshot_size(home.artifacts, sid)
-    )
+    bars = run_bars(home.events.read_range(run_id), lambda sid: snapshot_size(home.artifacts, sid))
     if as_json:
         shown: dict[str, object] = {"run": asdict(row), "attempts": [asdict(b) for b in bars]}
         if plan is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from nbflow.engine.contract import read_manifest
-from nbflow.kernel.views import attempt_bars, live_view, snapshot_size
+from nbflow.kernel.views import live_view, run_bars, snapshot_size
 from nbflow.model.events import RunStarted
 from nbflow.store import Home
 from nbflow.ui.dag_svg import RenderedSvg, render_plan_svg
@@ -23,7 +23,7 @@ def run_pictures(home: Home, run_id: str) -> tuple[RenderedSvg, str]:
     plan = read_manifest(home.artifacts, started.manifest_id, trusted=False).plan
     # The command line drives no run: an attempt left open was cut off.
     view, _, _ = live_view(plan, stream, live=False)
-    bars = attempt_bars(stream, lambda sid: snapshot_size(home.artifacts, sid))
+    bars = run_bars(stream, lambda sid: snapshot_size(home.artifacts, sid))
     return render_plan_svg(view), render_timeline_svg(run_id, bars)
 
 

@@ -28,15 +28,16 @@ from nbflow.hashing.ids import is_content_id
 from nbflow.hashing.redact import KnownSecrets, Redaction
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.cache_policy import KernelCache
+from nbflow.kernel.child_views import find_child_run
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
 from nbflow.kernel.notebook_run import CellDriver
 from nbflow.kernel.views import (
-    attempt_bars,
     banner_view,
     live_view,
     plan_staleness,
     plan_view,
+    run_bars,
     run_row,
     snapshot_size,
 )
@@ -44,6 +45,8 @@ from nbflow.model.config import RunConfig
 from nbflow.model.events import (
     CheckpointsDiscarded,
     ChildOf,
+    ChildRunJoined,
+    ChildRunSpawned,
     EventEnvelope,
     RetryScheduled,
     RunStarted,
@@ -533,7 +536,7 @@ class KernelSession:
 
     def run_timeline(self, run_id: str) -> list[AttemptBar]:
         """The attempts of ``run_id`` (the history's Timeline button)."""
-        return attempt_bars(self.home.events.read_range(run_id), self._snapshot_size)
+        return run_bars(self.home.events.read_range(run_id), self._snapshot_size)
 
     def _replay_for(
         self, run_id: str, history: RunHistory, manifest: Manifest, upto: str | None
@@ -666,6 +669,16 @@ class KernelSession:
                 f"nbflow: {event.state_id} cached from run {event.from_run[:8]}, {ago} ago, "
                 f"{duration(event.saved_ms)} saved; --no-cache to run it"
             )
+        elif isinstance(event, ChildRunSpawned):
+            which = "" if event.key.startswith("auto:") else f" ({event.key})"
+            self.presenter.message(
+                f"nbflow: {event.state_id}: child run {event.child_run_id[:8]} of "
+                f"{event.target}{which}"
+            )
+        elif isinstance(event, ChildRunJoined):
+            self.presenter.message(
+                f"nbflow: {event.state_id}: child run {event.child_run_id[:8]} {event.status}"
+            )
         elif isinstance(event, StateSkipped):
             self.presenter.message(
                 f"nbflow: {event.state_id} skipped (tag {', '.join(event.tags)}); its "
@@ -685,7 +698,15 @@ class KernelSession:
         elif not self._verbose_progress:
             return
         if self._live_plan is not None and isinstance(
-            event, (StateEntered, StateCompleted, StateFailed, RetryScheduled)
+            event,
+            (
+                StateEntered,
+                StateCompleted,
+                StateFailed,
+                RetryScheduled,
+                ChildRunSpawned,
+                ChildRunJoined,
+            ),
         ):
             stream = self.home.events.read_range(envelope.run_id)
             view, done, current = live_view(self._live_plan, stream, stale=self._live_stale)
@@ -753,10 +774,20 @@ class KernelSession:
         self.presenter.runs(rows)
 
     def timeline(self, run: str | None) -> None:
-        """``%flow timeline``."""
-        run_id = self.resolve_run(run)
-        stream = self.home.events.read_range(run_id)
-        self.presenter.timeline(run_id, attempt_bars(stream, self._snapshot_size))
+        """``%flow timeline [RUN]``; RUN may also be a child run this notebook started,
+        whose history is in its own folder."""
+        child = None
+        if run is not None and not self.home.events.find_runs(run):
+            child = find_child_run(self.home.events, self.flow_id, run)
+        if child is None:
+            run_id = self.resolve_run(run)
+            stream = self.home.events.read_range(run_id)
+            self.presenter.timeline(run_id, run_bars(stream, self._snapshot_size))
+            return
+        with Home(child.home) as home:
+            stream = home.events.read_range(child.child_run_id)
+            size = partial(snapshot_size, home.artifacts)
+            self.presenter.timeline(child.child_run_id, run_bars(stream, size))
 
     def _snapshot_size(self, snapshot_id: str) -> int | None:
         return snapshot_size(self.home.artifacts, snapshot_id)

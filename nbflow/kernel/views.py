@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from nbflow.engine.plan import topological_order
 from nbflow.engine.staleness import HISTORY_DEPTH, last_completions, stale_states
 from nbflow.errors import NbflowError, PlanError
+from nbflow.kernel.child_views import ChildSpan, child_spans, row_name, with_children
 from nbflow.model.events import (
     AttemptInterrupted,
+    ChildOf,
+    ChildRunSpawned,
     EventEnvelope,
     RetryScheduled,
     RunCompleted,
@@ -127,12 +130,19 @@ def plan_view(
     ``current`` (each state's key facets as they would be now), stale states are marked."""
     latest: dict[str, StateOutcome] = {}
     wanted = {state.id for state in plan.states}
+    children: dict[str, list[ChildSpan]] = {}
     for record in events.runs(flow_id=plan.flow_id, limit=HISTORY_DEPTH):
         if wanted <= latest.keys():
             break
-        outcomes = state_outcomes(events.read_range(record.run_id), record.run_id == live_run)
+        stream = events.read_range(record.run_id)
+        outcomes = state_outcomes(stream, record.run_id == live_run)
+        fresh = {state_id for state_id in outcomes if state_id not in latest}
         for state_id, outcome in outcomes.items():
             latest.setdefault(state_id, outcome)
+        if fresh and any(isinstance(e.event, ChildRunSpawned) for e in stream):
+            for span in child_spans(stream):
+                if span.state_id in fresh:
+                    children.setdefault(span.state_id, []).append(span)
     stale = plan_staleness(events, plan, current) if current is not None else {}
     views = []
     for state in plan.states:
@@ -153,7 +163,29 @@ def plan_view(
                 stale.get(state.id),
             )
         )
+        views += child_nodes(children.get(state.id, []))
     return PlanView(plan.flow_id, tuple(views))
+
+
+def child_nodes(spans: list[ChildSpan]) -> list[StateView]:
+    """A node per child run, after the state that started it."""
+    return [
+        StateView(
+            row_name(span),
+            (span.state_id,),
+            span.view.status,
+            last_duration_ms=span.view.duration_ms,
+            child=span.view,
+        )
+        for span in spans
+    ]
+
+
+def run_bars(
+    stream: list[EventEnvelope], size_of: Callable[[str], int | None] | None = None
+) -> list[AttemptBar]:
+    """A run's attempts and its child runs, on one time axis (the timeline's rows)."""
+    return with_children(attempt_bars(stream, size_of), stream)
 
 
 def plan_staleness(
@@ -182,6 +214,10 @@ def run_row(events: EventStore, record: RunRecord, states_total: int, live: bool
     if status == "running" and not live:
         status = "interrupted"
     end = record.finished_us or record.updated_us
+    parent = next((e.event for e in stream[:4] if isinstance(e.event, ChildOf)), None)
+    children: tuple[ChildSpan, ...] = ()
+    if any(isinstance(e.event, ChildRunSpawned) for e in stream):
+        children = tuple(child_spans(stream))
     return RunRow(
         record.run_id,
         status,
@@ -190,6 +226,9 @@ def run_row(events: EventStore, record: RunRecord, states_total: int, live: bool
         done,
         states_total,
         record.last_state,
+        tuple(span.view for span in children),
+        tuple(span.state_id for span in children),
+        f"{parent.parent_run_id}:{parent.parent_state_id}" if parent is not None else None,
     )
 
 
@@ -248,6 +287,10 @@ def live_view(
         (s for s, o in reversed(outcomes.items()) if o.status in ("running", "retrying")), None
     )
     stale = stale or {}
+    spans: dict[str, list[ChildSpan]] = {}
+    if any(isinstance(e.event, ChildRunSpawned) for e in stream):
+        for span in child_spans(stream):
+            spans.setdefault(span.state_id, []).append(span)
     views = []
     for state in plan.states:
         outcome = outcomes.get(state.id)
@@ -264,6 +307,7 @@ def live_view(
                 reason,
             )
         )
+        views += child_nodes(spans.get(state.id, []))
     return PlanView(plan.flow_id, tuple(views)), done, current
 
 

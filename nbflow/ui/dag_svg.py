@@ -157,10 +157,21 @@ def legend_svg(
 
 
 def _label(state: StateView) -> str:
+    if state.child is not None:
+        name = f"↳ {state.child.short_target} {state.child.run_id[:8]}"
+        return f"{MARKS.get(state.status, '?')} {shorten(name, _MAX_LABEL)}"
     return f"{MARKS.get(state.status, '?')} {shorten(state.state_id, _MAX_LABEL)}"
 
 
+def _dashed(state: StateView) -> bool:
+    """Pending states, and child runs (which are not states of the plan), are outlined
+    with a dashed line."""
+    return state.status == "pending" or state.child is not None
+
+
 def _hover(state: StateView) -> str:
+    if state.child is not None:
+        return clean_text(f"{state.child.hover()}\nstarted by: {state.upstream[0]}")
     lines = [state.state_id, f"status: {state.status}"]
     if state.upstream:
         lines.append(f"after: {', '.join(state.upstream)}")
@@ -182,7 +193,8 @@ def _swatch(status: str) -> Swatch:
 def _status_legend(view: PlanView, width: float) -> tuple[str, float]:
     counts = {status: 0 for status in STATUSES}
     for state in view.states:
-        counts[state.status] = counts.get(state.status, 0) + 1
+        if state.child is None:  # the legend counts states; child runs are drawn besides
+            counts[state.status] = counts.get(state.status, 0) + 1
     items = []
     for status in STATUSES:
         color = STATUS_COLORS[status]
@@ -255,9 +267,10 @@ def _builtin_svg(view: PlanView) -> str:
     parts.append('</g><g class="nbflow-states">')
     for state, box in zip(view.states, layout.boxes, strict=True):
         color = _swatch(state.status)
-        dash = ' stroke-dasharray="4 3"' if state.status == "pending" else ""
+        dash = ' stroke-dasharray="4 3"' if _dashed(state) else ""
+        kind = "nbflow-child" if state.child is not None else "nbflow-state"
         parts.append(
-            f'<g class="nbflow-state" data-state="{escape(state.state_id)}" '
+            f'<g class="{kind}" data-state="{escape(state.state_id)}" '
             f'data-status="{escape(state.status)}" transform="translate({box.x:.1f},{box.y:.1f})">'
             f"<title>{escape(_hover(state))}</title>"
             f'<rect x="0" y="0" width="{box.width:.1f}" height="{box.height:.1f}" rx="7" '
@@ -600,7 +613,7 @@ def _dot_source(view: PlanView) -> str:
             fillcolor=color.fill,
             color=color.stroke,
             fontcolor=color.text,
-            style="rounded,filled,dashed" if state.status == "pending" else "rounded,filled",
+            style="rounded,filled,dashed" if _dashed(state) else "rounded,filled",
         )
     for k, (source, target) in enumerate(edges):
         graph.edge(f"s{source}", f"s{target}", id=f"nbflow-e{k}")
@@ -646,7 +659,7 @@ def _mark_dot_elements(graph: ET.Element, view: PlanView) -> None:
         title = group.find(title_tag)
         if element_id.startswith("nbflow-s"):
             state = view.states[int(element_id.removeprefix("nbflow-s"))]
-            group.set("class", "node nbflow-state")
+            group.set("class", "node nbflow-child" if state.child else "node nbflow-state")
             group.set("data-state", clean_text(state.state_id))
             group.set("data-status", clean_text(state.status))
             if title is not None:

@@ -23,6 +23,35 @@ uses, its input files or an upstream state changed since (see
 
 
 @dataclass(frozen=True)
+class ChildView:
+    """A child run started by a state (``nbflow.child``)."""
+
+    run_id: str
+    target: str
+    """``notebook:PATH`` or ``flow:NAME``."""
+    status: str
+    """A status of :data:`STATUSES` (``pending`` until it started)."""
+    duration_ms: int | None = None
+
+    @property
+    def short_target(self) -> str:
+        """The notebook's file name, or the flow's name."""
+        kind, _, name = self.target.partition(":")
+        return name.rsplit("/", 1)[-1] if kind == "notebook" else name
+
+    def hover(self) -> str:
+        """What the picture says of it on hover."""
+        lines = [
+            f"child run {self.run_id[:8]} of {self.target}",
+            f"status: {self.status}",
+        ]
+        if self.duration_ms is not None:
+            lines.append(f"duration: {self.duration_ms / 1000:.1f} s")
+        lines.append(f"its own timeline: %flow timeline {self.run_id[:8]}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class StateView:
     """One state of the plan with its latest status."""
 
@@ -35,6 +64,8 @@ class StateView:
     last_error: str | None = None
     stale: str | None = None
     """Why the state is stale, when it is."""
+    child: ChildView | None = None
+    """Set for a node that is a child run of its (one) upstream state, not a state."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,12 @@ class RunRow:
     states_done: int
     states_total: int
     last_state: str | None
+    children: tuple[ChildView, ...] = ()
+    """The child runs its states started, in spawn order."""
+    child_states: tuple[str, ...] = ()
+    """The state that started each of ``children``."""
+    parent: str | None = None
+    """``RUN:STATE`` of the parent, for a child run."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +111,8 @@ class AttemptBar:
     error: str | None = None
     snapshot_bytes: int | None = None
     """Size of the variables a completed attempt checkpointed, when known."""
+    child: ChildView | None = None
+    """Set for the bar of a child run (its row is named after the state and the child)."""
 
 
 @dataclass(frozen=True)

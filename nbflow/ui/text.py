@@ -79,11 +79,30 @@ class TextPresenter:
             self._print("nbflow: no runs yet")
             return
         self._print(f"{'run':<10} {'status':<11} {'started':<19}  {'took':>12}  states  last state")
+        listed = {row.run_id for row in rows}
+        nested = {child.run_id for row in rows for child in row.children} & listed
+        by_id = {row.run_id: row for row in rows}
         for row in rows:
+            if row.run_id not in nested:  # a child listed here is shown under its parent
+                self._run_tree(row, by_id, "")
+
+    def _run_tree(self, row: RunRow, by_id: dict[str, RunRow], indent: str) -> None:
+        parent = f"  (child of {row.parent[:8]})" if row.parent and not indent else ""
+        self._print(
+            f"{indent}{row.run_id[:8]:<10} {row.status:<11} {clock(row.started_us)}  "
+            f"{duration(row.duration_ms):>12}  {row.states_done:>2}/{row.states_total:<3}  "
+            f"{row.last_state or ''}{parent}"
+        )
+        for child, state in zip(row.children, row.child_states, strict=True):
+            nested = by_id.get(child.run_id)
+            if nested is not None and len(indent) < 12:
+                self._print(f"{indent}  └ {state} ↳ {child.target}")
+                self._run_tree(nested, by_id, indent + "    ")
+                continue
+            took = duration(child.duration_ms) if child.duration_ms is not None else "-"
             self._print(
-                f"{row.run_id[:8]:<10} {row.status:<11} {clock(row.started_us)}  "
-                f"{duration(row.duration_ms):>12}  {row.states_done:>2}/{row.states_total:<3}  "
-                f"{row.last_state or ''}"
+                f"{indent}  └ {state} ↳ {child.target}: run {child.run_id[:8]} "
+                f"{child.status}, {took}"
             )
 
     def timeline(self, run_id: str, bars: list[AttemptBar]) -> None:

@@ -86,8 +86,13 @@ def render_timeline_svg(
     scale = (x1 - x0) / ticks[-1]
     hatch = f"nbflow-hatch-{picture_id(run_id, bars)}"
 
-    attempts = sum(bar.outcome != "backoff" for bar in bars)
-    title = f"run {run_id[:8]} · {len(rows)} states · {attempts} attempts · {duration(total_ms)}"
+    attempts = sum(bar.outcome != "backoff" and bar.child is None for bar in bars)
+    children = sum(bar.child is not None for bar in bars)
+    states = len({bar.state_id for bar in bars if bar.child is None})
+    spawned = f" · {children} child runs" if children else ""
+    title = (
+        f"run {run_id[:8]} · {states} states · {attempts} attempts{spawned} · {duration(total_ms)}"
+    )
     legend, legend_height = legend_svg(_outcome_legend(hatch), _MARGIN, 30, width - 2 * _MARGIN)
     axis_y = 30 + legend_height + 18
     top = axis_y + 6
@@ -202,6 +207,8 @@ def size_text(size: int) -> str:
 
 
 def _attempt_hover(bar: AttemptBar, snapshot_size: int | None) -> str:
+    if bar.child is not None:
+        return f"{bar.child.hover()}\nstart: +{duration(bar.start_ms)}"
     lines = [
         f"{bar.state_id} · attempt #{bar.attempt}",
         f"outcome: {bar.outcome}",
