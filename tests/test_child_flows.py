@@ -240,3 +240,48 @@ def test_pictures_and_the_run_tree_show_each_child_run(
     child_lines = [line for line in tree.splitlines() if line.startswith("    ")]
     assert len(child_lines) == 2  # the child runs, nested under their parent
     region.close()
+
+
+def test_bad_child_calls_are_refused_with_clear_errors(tmp_path: Path) -> None:
+    from nbflow import Flow, NbflowError, RunPhase, child
+
+    with pytest.raises(NbflowError, match="no state runs"):
+        child("other.ipynb")
+    region = Flow("region", tmp_path / ".nbflow")
+    region.declare("sum", lambda ctx: {**ctx, "total": 1})
+    calls: dict[str, object] = {}
+
+    def body(ctx: dict[str, object]) -> dict[str, object]:
+        for name, target, kwargs in (
+            ("missing", "nowhere.ipynb", {}),
+            ("not_notebook", "script.py", {}),
+            ("not_target", 42, {}),
+        ):
+            try:
+                child(target, **kwargs)  # type: ignore[arg-type]
+            except NbflowError as exc:
+                calls[name] = exc.code
+        child(region, {"n": 1}, key="same").result()
+        try:
+            child(region, {"n": 2}, key="same")
+        except NbflowError as exc:
+            calls["reused"] = exc.code
+        try:
+            child(region, {"token": "ghp_" + "a1B2" * 9})
+        except NbflowError as exc:
+            calls["secret"] = exc.code
+        return ctx
+
+    with Flow("driver", tmp_path / ".nbflow") as flow:
+        flow.declare("spawn", body)
+        assert flow.run().phase is RunPhase.COMPLETED
+        runs = [r for r in flow.home.events.runs(flow_id="region")]
+    assert calls == {
+        "missing": "child_target_not_found",
+        "not_notebook": "child_target_invalid",
+        "not_target": "child_target_invalid",
+        "reused": "child_key_reused",
+        "secret": "secrets_detected",
+    }
+    assert len(runs) == 1  # the refused ones started nothing
+    region.close()

@@ -212,3 +212,58 @@ def _children_of(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").glob("*"):
         found += [int(p) for p in (task / "children").read_text().split()]
     return found
+
+
+def test_child_variables_are_read_lazily_and_memory_mapped(tmp_path: Path) -> None:
+    import mmap
+
+    import numpy as np
+
+    import nbflow
+    from nbflow import Flow
+
+    child = write(
+        tmp_path / "big" / "big.ipynb",
+        [
+            code_cell("import numpy as np"),
+            code_cell("%%state make\nbig = np.ones(100 * 2**20 // 8)\nsmall = 3"),
+        ],
+    )
+    seen: dict[str, object] = {}
+
+    def parent(ctx: dict[str, object]) -> dict[str, object]:
+        result = nbflow.run_child(child)
+        seen["names"] = {"big", "np", "small"} <= set(result.variables)
+        big = result.variables["big"]
+        base = big  # an array over a memoryview over the artifact's mapping
+        while isinstance(base, (np.ndarray, memoryview)):
+            base = base.base if isinstance(base, np.ndarray) else base.obj
+        seen["mapped"] = isinstance(base, mmap.mmap)
+        seen["sum"] = float(np.sum(big))
+        return {**ctx, "small": result.variables["small"], "status": result.status}
+
+    with Flow("lazy", tmp_path / ".nbflow") as flow:
+        flow.declare("parent", parent)
+        assert flow.run().phase.value == "completed"
+        assert flow.restore("parent") == {"small": 3, "status": "completed"}
+    assert seen == {"names": True, "mapped": True, "sum": 100 * 2**20 / 8}
+
+
+def test_a_replay_of_the_parent_serves_the_recorded_child(tmp_path: Path) -> None:
+    import nbflow
+    from nbflow import Flow
+
+    child = write(tmp_path / "child" / "child.ipynb", CHILD)
+
+    def parent(ctx: dict[str, object]) -> dict[str, object]:
+        result = nbflow.run_child(child, {"region": "south"})
+        return {**ctx, "total": result.variables["total"]}
+
+    with Flow("replayed", tmp_path / ".nbflow") as flow:
+        flow.declare("parent", parent)
+        first = flow.run()
+        replay = flow.replay(first.run_id)
+    assert replay.replay is not None
+    assert replay.replay.reproduced
+    assert len(child_runs(tmp_path / "child")) == 1  # no child started again
+    assert (tmp_path / "child" / "child.log").read_text().split("\n").count("load south") == 1
