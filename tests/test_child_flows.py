@@ -258,7 +258,7 @@ def test_bad_child_calls_are_refused_with_clear_errors(tmp_path: Path) -> None:
             ("not_target", 42, {}),
         ):
             try:
-                child(target, **kwargs)  # type: ignore[arg-type]
+                child(target, **kwargs)
             except NbflowError as exc:
                 calls[name] = exc.code
         child(region, {"n": 1}, key="same").result()
