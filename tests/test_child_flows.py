@@ -225,7 +225,7 @@ def test_pictures_and_the_run_tree_show_each_child_run(
         assert flow.restore("spawn") == {"totals": [10, 20]}
         stream = flow.home.events.read_range(result.run_id)
         bars = run_bars(stream)
-        assert [b.state_id for b in bars] == ["spawn", "spawn ↳ region [n1]", "spawn ↳ region [n2]"]
+        assert [b.state_id for b in bars] == ["spawn", "↳ region n1", "↳ region n2"]
         assert [b.outcome for b in bars] == ["completed"] * 3
         timeline = render_timeline_svg(result.run_id, bars)
         assert "its own timeline: %flow timeline" in timeline

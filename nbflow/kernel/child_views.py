@@ -71,9 +71,10 @@ def _own_record(home_path: str, run_id: str) -> tuple[int, int | None, str] | No
 
 
 def row_name(span: ChildSpan) -> str:
-    """The timeline row of a child run: its state, and which child of it."""
+    """The timeline row of a child run (drawn under its state's row): what it runs, and
+    which child it is (its key, or its run id)."""
     which = span.key if not span.key.startswith("auto:") else span.view.run_id[:8]
-    return f"{span.state_id} ↳ {span.view.short_target} [{which}]"
+    return f"↳ {span.view.short_target} {which}"
 
 
 def _bar(span: ChildSpan, origin: int, last_us: int) -> AttemptBar:
