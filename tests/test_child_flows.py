@@ -10,14 +10,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+import test_child_notebooks as notebook_children
+from test_child_notebooks import wait_for
 from test_cli_run import descendants
 
 from nbflow.engine.history import read_history
-from nbflow.model.events import ChildOf, StateCompleted
+from nbflow.model.events import ChildOf
 from nbflow.store import Home
 
 pytestmark = pytest.mark.slow
@@ -109,23 +110,12 @@ def finish(folder: Path, mode: str, processes: list[int]) -> dict[str, object]:
     return summary
 
 
-def wait_for(path: Path, text: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while not (path.exists() and text in path.read_text()):
-        assert time.monotonic() < deadline, f"{text!r} never appeared in {path.name}"
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.05)
-
-
 def child_runs(folder: Path) -> list[str]:
-    with Home(folder / "child_home") as home:
-        return [r.run_id for r in home.events.runs(flow_id="region")]
+    return notebook_children.child_runs(folder, "child_home", "region")
 
 
 def completions(folder: Path, run_id: str) -> list[str]:
-    with Home(folder / "child_home") as home:
-        stream = home.events.read_range(run_id)
-    return [e.event.state_id for e in stream if isinstance(e.event, StateCompleted)]
+    return notebook_children.completions(folder, run_id, "child_home")
 
 
 @pytest.mark.parametrize("child_too", [True, False], ids=["child-killed", "child-orphaned"])

@@ -84,22 +84,25 @@ def start_parent(folder: Path, processes: list[int]) -> subprocess.Popen[str]:
     return cli
 
 
-def wait_for(path: Path, text: str, cli: subprocess.Popen[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for(path: Path, text: str, process: subprocess.Popen[str]) -> None:
+    """Until ``text`` is in ``path``; fails if ``process`` (the parent) ends first."""
+    deadline = time.monotonic() + 120
     while not (path.exists() and text in path.read_text()):
         assert time.monotonic() < deadline, f"{text!r} never appeared in {path.name}"
-        assert cli.poll() is None, "the parent ended before it was killed"
+        assert process.poll() is None, "the parent ended before it was killed"
         time.sleep(0.05)
 
 
-def child_runs(folder: Path) -> list[str]:
-    with Home(folder / ".nbflow") as home:
-        return [r.run_id for r in home.events.runs(flow_id="child.ipynb")]
+def child_runs(folder: Path, home: str = ".nbflow", flow_id: str = "child.ipynb") -> list[str]:
+    """The runs of the child's flow in its history, newest first."""
+    with Home(folder / home) as opened:
+        return [r.run_id for r in opened.events.runs(flow_id=flow_id)]
 
 
-def completions(folder: Path, run_id: str) -> list[str]:
-    with Home(folder / ".nbflow") as home:
-        stream = home.events.read_range(run_id)
+def completions(folder: Path, run_id: str, home: str = ".nbflow") -> list[str]:
+    """The states ``run_id`` completed, in order."""
+    with Home(folder / home) as opened:
+        stream = opened.events.read_range(run_id)
     return [e.event.state_id for e in stream if isinstance(e.event, StateCompleted)]
 
 

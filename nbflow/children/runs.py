@@ -188,10 +188,10 @@ class ChildRun:
         if snapshot_id is None:
             return ()
         if isinstance(self.target, NotebookTarget):
-            from nbflow.snapshot.document import SnapshotDocument, VariableStatus
+            from nbflow.snapshot import NamespaceCodec
+            from nbflow.snapshot.document import VariableStatus
 
-            home.artifacts.require_signed(snapshot_id, "snapshot")
-            document = SnapshotDocument.from_bytes(home.artifacts.get(snapshot_id), snapshot_id)
+            document = NamespaceCodec(home.artifacts).document(snapshot_id)  # signed, hashed
             return tuple(v.name for v in document.variables if v.status == VariableStatus.STORED)
         return tuple(self.target.codec_restore(snapshot_id, None))
 

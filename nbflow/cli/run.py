@@ -85,9 +85,9 @@ class RunChoices:
         launched = json.loads(child) if child else None
         return cls(fresh, not no_cache, tags, replay, launched)
 
-    def run_config(self, replay_of: str | None = None) -> RunConfig:
+    def run_config(self) -> RunConfig:
         """The run config of a run made with these choices."""
-        return RunConfig(skip_tags=self.skip_tags, replay_of=replay_of)
+        return RunConfig(skip_tags=self.skip_tags)
 
 
 def _read(path: Path, as_version: int) -> Any:

@@ -612,7 +612,9 @@ class Engine(Generic[C]):
                 return RunResult(
                     writer.run_id, RunPhase.FAILED, current_snapshot_id, spec.id, outcome
                 )
-        checked = self._check_replay(replay_of, current_snapshot_id) if replay_of else None
+        checked = None
+        if replay_of and replayed is not None:
+            checked = self._check_replay(replay_of, replayed, current_snapshot_id)
         if checked is not None:
             writer.append(checked)
         writer.append(
@@ -786,8 +788,8 @@ class Engine(Generic[C]):
             history.started.initial_snapshot_id,
         )
 
-    def _check_replay(self, run_id: str, snapshot_id: str) -> ReplayChecked:
-        ended = self.history(run_id).run_completed
+    def _check_replay(self, run_id: str, replayed: RunHistory, snapshot_id: str) -> ReplayChecked:
+        ended = replayed.run_completed
         original = ended.final_snapshot_id if ended is not None else None
         if original == snapshot_id:
             return ReplayChecked(of_run=run_id, reproduced=True, same_snapshot=True)
