@@ -29,12 +29,13 @@ from nbflow.engine import (
 )
 from nbflow.engine.caching import DocumentCache
 from nbflow.errors import NbflowError, StorageError
-from nbflow.model.config import RetryPolicy, RunConfig
+from nbflow.model.config import FanOutJoin, RetryPolicy, RunConfig
 from nbflow.model.events import ChildOf
 from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import decode_parameters, encode_parameters
 from nbflow.model.plan import STATE_NAME, Edge, Plan, StateSpec
 from nbflow.options import parse_backoff, parse_duration_ms
+from nbflow.parallel.flow_branches import FlowBranches
 from nbflow.snapshot.values import SnapshotValues
 from nbflow.store import HOME_DIRNAME, Home, RunRecord
 from nbflow.store.artifacts import ArtifactStore
@@ -90,6 +91,7 @@ class Flow:
             fact_values=SnapshotValues(home.artifacts),
         )
         engine.home_path = str(home.root)
+        engine.branches = FlowBranches(str(home.root), self._bodies.__getitem__)
         return engine
 
     # -- declaring --------------------------------------------------------------------
@@ -108,6 +110,7 @@ class Flow:
         source: str | None = None,
         cache: bool = True,
         tags: Iterable[str] = (),
+        in_kernel: bool = False,
     ) -> StateSpec:
         """Declare (or redefine) state ``name`` running ``body``; returns its spec.
 
@@ -135,6 +138,7 @@ class Flow:
             always_run=always_run,
             cache=cache,
             tags=tuple(dict.fromkeys(tags)),
+            in_kernel=in_kernel,
         )
         self._states[name] = spec
         self._upstream[name] = tuple(dict.fromkeys(after))
@@ -161,10 +165,17 @@ class Flow:
         return Plan(flow_id=self.name, states=tuple(self._states.values()), edges=edges)
 
     def manifest(
-        self, parameters: dict[str, Any] | None = None, skip_tags: Iterable[str] = ()
+        self,
+        parameters: dict[str, Any] | None = None,
+        skip_tags: Iterable[str] = (),
+        parallel: int = 1,
     ) -> Manifest:
-        """The manifest a run with ``parameters`` (skipping ``skip_tags``) starts from."""
+        """The manifest a run with ``parameters`` (skipping ``skip_tags``, running up to
+        ``parallel`` independent states at once) starts from."""
         run_config = self.run_config
+        if parallel > 1:
+            mode = FanOutJoin(max_parallel=parallel)
+            run_config = run_config.model_copy(update={"execution_mode": mode})
         tags = tuple(sorted(set(_check_tags(skip_tags, "skip_tags"))))
         if tags:
             run_config = run_config.model_copy(update={"skip_tags": tags})
@@ -185,12 +196,25 @@ class Flow:
         fresh: bool = False,
         cache: bool = True,
         skip_tags: Iterable[str] = (),
+        parallel: int = 1,
+        dask: Any = None,
     ) -> RunResult:
         """Run the plan. An unfinished run of the identical manifest is resumed instead,
         unless ``fresh``. ``context`` is what the first state receives (default ``{}``).
         ``cache=False`` executes every state even where an earlier result could be reused.
-        States carrying one of ``skip_tags`` are entered and completed without running."""
-        manifest = self.manifest(parameters, skip_tags)
+        States carrying one of ``skip_tags`` are entered and completed without running.
+        ``parallel`` above 1 runs states with no path between them at once, in worker
+        processes: a local pool, or a Dask cluster with ``dask`` (an address, ``"local"``
+        for a ``LocalCluster``, or a ``distributed.Client``); each state's function then
+        takes and returns a JSON object, and the objects of branches are joined."""
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+            raise NbflowError(
+                "bad_parallel", f"parallel must be a whole number of 1 or more, not {parallel!r}"
+            )
+        if dask is not None and parallel == 1:
+            parallel = 8
+        self._branches().dask = dask
+        manifest = self.manifest(parameters, skip_tags, parallel)
         topological_order(manifest.plan)  # refuse bad plans before writing anything
         manifest_id = store_manifest(self.home.artifacts, manifest)
         if not fresh:
@@ -201,6 +225,11 @@ class Flow:
             manifest, manifest_id, {} if context is None else context, use_cache=cache
         )
         return self.engine.start(request)
+
+    def _branches(self) -> FlowBranches:
+        branches = self.engine.branches
+        assert isinstance(branches, FlowBranches)
+        return branches
 
     def replay(self, run_id: str) -> RunResult:
         """Run ``run_id``'s manifest again as a new run, from the context it started with,

@@ -8,6 +8,7 @@ back. The engine only ever handles snapshot ids; what a snapshot contains is the
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol, TypeVar
 
 from nbflow.errors import ContextError
@@ -84,6 +85,36 @@ class JsonContextCodec:
             return () if old == new else ("",)
         keys = old.keys() | new.keys()
         return tuple(sorted(k for k in keys if k not in old or k not in new or old[k] != new[k]))
+
+    def changes(self, before: str, after: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Top-level keys created or changed from ``before`` to ``after``, and removed."""
+        old, new = self.restore(before), self.restore(after)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            raise ContextError(
+                "context_not_mapping",
+                "a state that runs in parallel must take and return a JSON object",
+                hint="return a dict from each state, or run the flow with parallel=1",
+            )
+        changed = tuple(sorted(k for k in new if k not in old or old[k] != new[k]))
+        return changed, tuple(sorted(k for k in old if k not in new))
+
+    def same_variable(self, name: str, first: str, second: str) -> bool:
+        """Whether key ``name`` has one value in documents ``first`` and ``second``."""
+        one, two = self.restore(first), self.restore(second)
+        return bool(name in one and name in two and one[name] == two[name])
+
+    def compose(
+        self, start: str, layers: Sequence[tuple[str, Collection[str], Collection[str]]]
+    ) -> str:
+        """``start``'s document with each layer ``(snapshot, changed, removed)`` applied."""
+        document = self.restore(start)
+        for snapshot_id, changed, removed in layers:
+            values = self.restore(snapshot_id)
+            for key in changed:
+                document[key] = values[key]
+            for key in removed:
+                document.pop(key, None)
+        return self.capture(document)
 
     def restore(self, snapshot_id: str) -> Any:
         """The JSON document saved as ``snapshot_id``."""

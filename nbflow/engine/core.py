@@ -32,6 +32,7 @@ from nbflow.engine.contract import (
 )
 from nbflow.engine.facts import CURRENT_SCOPE, FactScope, FactValues
 from nbflow.engine.failpoints import Failpoints
+from nbflow.engine.fanout import BranchRunner, FanOut, Progress
 from nbflow.engine.history import RunHistory, read_history
 from nbflow.engine.logs import RunLogger
 from nbflow.engine.plan import topological_order
@@ -40,7 +41,7 @@ from nbflow.engine.secret_guard import Reporter, SecretGuard
 from nbflow.engine.writer import RunWriter
 from nbflow.errors import HistoryError, NbflowError, StorageError
 from nbflow.hashing.redact import KnownSecrets, Redaction
-from nbflow.model.config import RetryPolicy
+from nbflow.model.config import FanOutJoin, RetryPolicy, RunConfig
 from nbflow.model.errors import ErrorInfo
 from nbflow.model.events import (
     AttemptInterrupted,
@@ -48,6 +49,7 @@ from nbflow.model.events import (
     Event,
     EventEnvelope,
     FactRecorded,
+    FanOutStarted,
     ReplayChecked,
     RetryScheduled,
     RunCompleted,
@@ -62,6 +64,7 @@ from nbflow.model.events import (
 )
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
+from nbflow.parallel.executors import Executor
 from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.cache_index import SqliteCacheIndex
 from nbflow.store.events import EventStore
@@ -193,6 +196,8 @@ class Engine(Generic[C]):
         self.redaction_listeners: list[Reporter] = []
         """Told what was withheld from an event, so the user hears it once."""
         self._guard = SecretGuard(self.secrets, self._redacted)
+        self.branches: BranchRunner | None = None
+        """How states run in worker processes; without it a fan-out run is refused."""
 
     # -- public operations ----------------------------------------------------------------
 
@@ -220,8 +225,17 @@ class Engine(Generic[C]):
         """The steps of :meth:`resume`, for a caller that runs each body itself."""
         return self._resume_steps(run_id)
 
+    def _executor_for(self, config: RunConfig) -> Executor | None:
+        """The executor of a fan-out run (reachable, or the error says why), else None."""
+        mode = config.execution_mode
+        if not isinstance(mode, FanOutJoin):
+            return None
+        if self.branches is None:
+            validate_execution_mode(config)  # refuses: this engine has no workers
+            return None
+        return self.branches.executor(mode.max_parallel)
+
     def _start_steps(self, request: StartRequest[C]) -> Steps:
-        validate_execution_mode(request.run_config)
         check_start_contract(
             request.manifest, request.manifest_id, request.plan, request.run_config
         )
@@ -234,6 +248,7 @@ class Engine(Generic[C]):
             )
         order = topological_order(request.plan)
         bodies = {spec.id: self._resolve(request.manifest, spec) for spec in order}
+        executor = self._executor_for(request.run_config)
         run_id = request.run_id or uuid.uuid4().hex
         if request.run_id is not None and self.events.head_seq(run_id) > 0:
             raise HistoryError(
@@ -246,7 +261,7 @@ class Engine(Generic[C]):
         if self.leases is not None:  # nobody can know the run yet: taken with RunStarted
             lease = self.leases.new_lease(run_id, current_owner(request.plan.flow_id))
         try:
-            return (yield from self._start_held(request, order, bodies, run_id, lease))
+            return (yield from self._start_held(request, order, bodies, run_id, lease, executor))
         finally:
             self._let_go(lease)
 
@@ -257,9 +272,11 @@ class Engine(Generic[C]):
         bodies: dict[str, Body[C]],
         run_id: str,
         lease: Lease | None,
+        executor: Executor | None = None,
     ) -> Steps:
         log = RunLogger(run_id)
         initial_snapshot_id = self.codec.capture(request.initial_context)
+        fan_out = _fan_out_started(request.run_config, executor)
         writer = self._writer(run_id, 0, lease)
         take = None
         if self.leases is not None and lease is not None:
@@ -271,11 +288,16 @@ class Engine(Generic[C]):
                 initial_snapshot_id=initial_snapshot_id,
             ),
             *request.notes,
+            *fan_out,
             within=take,
         )
         if self.leases is not None and lease is not None:
             self.leases.hold(lease)
         log.info("run started from manifest %s", request.manifest_id)
+        if executor is not None:
+            progress = Progress(initial_snapshot_id, {}, {}, {}, {})
+            fan = self._fan_out(request.manifest, order, bodies, writer, {}, {}, executor, progress)
+            return (yield from fan.steps())
         return (
             yield from self._run_states(
                 request.manifest,
@@ -316,7 +338,7 @@ class Engine(Generic[C]):
             RunLogger(run_id).info("run already ended; nothing to resume")
             return _ended_result(run_id, history)
         manifest = read_manifest(self.artifacts, history.started.manifest_id)
-        validate_execution_mode(manifest.run_config)
+        executor = self._executor_for(manifest.run_config)
         if history.started.op_id != manifest.flow_id:
             raise HistoryError(
                 "run_started_op_id_mismatch",
@@ -334,6 +356,8 @@ class Engine(Generic[C]):
             )
         writer = self._writer(run_id, history.head_seq, lease)
         log = RunLogger(run_id)
+        if executor is not None:
+            return (yield from self._resume_fan_out(history, manifest, order, writer, executor))
         while True:
             start = self._resume_point(history, manifest, order, writer, log)
             if isinstance(start, RunResult):
@@ -542,24 +566,9 @@ class Engine(Generic[C]):
         use_cache: bool = True,
         children: Mapping[ChildKey, ChildRecord] | None = None,
     ) -> Steps:
-        def record_fact(key: str, value: object, snapshot_id: str | None) -> None:
-            writer.append(FactRecorded(key=key, value=value, snapshot_id=snapshot_id))
-
         replay_of = manifest.run_config.replay_of
         replayed = self.history(replay_of) if replay_of else None
-        scope = FactScope(
-            facts,
-            record_fact,
-            self.secrets,
-            self.fact_values,
-            dict(replayed.facts) if replayed is not None else None,
-            replay_of or "",
-            run_id=writer.run_id,
-            append=partial(_append_one, writer),
-            children=dict(children or {}),
-            replayed_children=dict(replayed.children) if replayed is not None else None,
-            home=self.home_path,
-        )
+        scope = self._scope(manifest, writer, facts, children, replayed)
         cache = self._run_cache(manifest, use_cache)
         found_start = start is None
         for spec in order:
@@ -622,6 +631,105 @@ class Engine(Generic[C]):
         )
         RunLogger(writer.run_id).info("run completed")
         return RunResult(writer.run_id, RunPhase.COMPLETED, current_snapshot_id, replay=checked)
+
+    def _scope(
+        self,
+        manifest: Manifest,
+        writer: RunWriter,
+        facts: dict[str, object],
+        children: Mapping[ChildKey, ChildRecord] | None,
+        replayed: RunHistory | None,
+    ) -> FactScope:
+        """What :func:`nbflow.fact` and :func:`nbflow.child` record into for this run."""
+
+        def record_fact(key: str, value: object, snapshot_id: str | None) -> None:
+            writer.append(FactRecorded(key=key, value=value, snapshot_id=snapshot_id))
+
+        return FactScope(
+            facts,
+            record_fact,
+            self.secrets,
+            self.fact_values,
+            dict(replayed.facts) if replayed is not None else None,
+            manifest.run_config.replay_of or "",
+            run_id=writer.run_id,
+            append=partial(_append_one, writer),
+            children=dict(children or {}),
+            replayed_children=dict(replayed.children) if replayed is not None else None,
+            home=self.home_path,
+        )
+
+    def _fan_out(
+        self,
+        manifest: Manifest,
+        order: list[StateSpec],
+        bodies: Mapping[str, Body[C]],
+        writer: RunWriter,
+        facts: dict[str, object],
+        children: Mapping[ChildKey, ChildRecord],
+        executor: Executor,
+        progress: Progress,
+    ) -> FanOut[C]:
+        assert self.branches is not None
+        replay_of = manifest.run_config.replay_of
+        replayed = self.history(replay_of) if replay_of else None
+        scope = self._scope(manifest, writer, facts, children, replayed)
+        return FanOut(
+            self, manifest, order, bodies, writer, scope, self.branches, executor, progress
+        )
+
+    def _resume_fan_out(
+        self,
+        history: RunHistory,
+        manifest: Manifest,
+        order: list[StateSpec],
+        writer: RunWriter,
+        executor: Executor,
+    ) -> Steps:
+        """Resume a fan-out run: every orphaned attempt runs again as the next attempt,
+        failed states are retried as the policy allows, completed ones are kept."""
+        log = RunLogger(writer.run_id)
+        writer.append(*_fan_out_started(manifest.run_config, executor))
+        for orphan in history.open_attempts.values():
+            log.warning(
+                "attempt %d of %s never ended; retrying it", orphan.attempt, orphan.state_id
+            )
+        retry: dict[str, int] = {}
+        failed = None
+        for state_id, failure in history.last_failure.items():
+            if state_id in history.completed or state_id in history.open_attempts:
+                continue
+            if history.last_attempt.get(state_id) != failure.attempt:
+                continue  # a later attempt was entered (and is open or ended)
+            policy = _policy(manifest, manifest.plan.state(state_id))
+            if failure.error.retryable and failure.attempt + 1 < policy.max_attempts:
+                retry[state_id] = failure.attempt + 1
+            elif failed is None:
+                failed = (state_id, failure.error)
+        progress = Progress(
+            history.started.initial_snapshot_id,
+            dict(history.completed),
+            dict(history.completed_base),
+            {spec.id: history.next_attempt(spec.id) for spec in order},
+            retry,
+            failed,
+        )
+        bodies = {
+            spec.id: self._resolve(manifest, spec)
+            for spec in order
+            if spec.id not in history.completed
+        }
+        fan = self._fan_out(
+            manifest,
+            order,
+            bodies,
+            writer,
+            dict(history.facts),
+            history.children,
+            executor,
+            progress,
+        )
+        return (yield from fan.steps())
 
     def _attempt(
         self,
@@ -813,6 +921,13 @@ class Engine(Generic[C]):
     def _redacted(self, where: str, done: list[Redaction]) -> None:
         for listener in self.redaction_listeners:
             listener(where, done)
+
+
+def _fan_out_started(config: RunConfig, executor: Executor | None) -> tuple[FanOutStarted, ...]:
+    mode = config.execution_mode
+    if executor is None or not isinstance(mode, FanOutJoin):
+        return ()
+    return (FanOutStarted(max_parallel=mode.max_parallel, executor=executor.name),)
 
 
 def _append_one(writer: RunWriter, event: Event) -> None:

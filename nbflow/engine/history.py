@@ -20,6 +20,7 @@ from nbflow.model.events import (
     ChildRunSpawned,
     EventEnvelope,
     FactRecorded,
+    FanOutStarted,
     RunCompleted,
     RunStarted,
     StateCompleted,
@@ -54,8 +55,13 @@ class RunHistory:
     head_seq: int
     completed: dict[str, str] = field(default_factory=dict)
     """State id → snapshot id it left, in completion order."""
+    completed_base: dict[str, str] = field(default_factory=dict)
+    """State id → the base snapshot of its completed attempt."""
     last_checkpoint: str = ""
-    open_attempt: OpenAttempt | None = None
+    open_attempts: dict[str, OpenAttempt] = field(default_factory=dict)
+    """State id → its open attempt. One at most, unless the run fans out."""
+    fan_out: bool = False
+    """The run runs independent states at once (a ``FanOutStarted`` was recorded)."""
     last_failure: dict[str, Failure] = field(default_factory=dict)
     last_attempt: dict[str, int] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
@@ -63,6 +69,11 @@ class RunHistory:
     """``(state_id, key)`` → what the stream says of that child run, in spawn order."""
     last_failed_state: str | None = None
     run_completed: RunCompleted | None = None
+
+    @property
+    def open_attempt(self) -> OpenAttempt | None:
+        """The open attempt entered last, if any (the only one in a sequential run)."""
+        return next(reversed(self.open_attempts.values()), None)
 
     def next_attempt(self, state_id: str) -> int:
         """The number the next attempt of ``state_id`` gets."""
@@ -124,7 +135,14 @@ def read_history(run_id: str, stream: list[EventEnvelope]) -> RunHistory:
 def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
     event = envelope.event
     seq = envelope.seq
-    open_attempt = history.open_attempt
+    state_id = getattr(event, "state_id", None)
+    # In a fan-out run each state has its own open attempt; in a sequential run there is
+    # one for the whole run, as in the seed.
+    open_attempt = (
+        history.open_attempts.get(state_id)
+        if history.fan_out and state_id
+        else history.open_attempt
+    )
     if isinstance(event, RunStarted):
         raise _invalid(run_id, seq, "a second RunStarted")
     if isinstance(event, StateEntered):
@@ -140,14 +158,18 @@ def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
             raise _invalid(
                 run_id, seq, f"attempt {event.attempt} of {event.state_id!r} repeats an earlier one"
             )
-        history.open_attempt = OpenAttempt(event.state_id, event.attempt, event.base_snapshot_id)
+        history.open_attempts.pop(event.state_id, None)  # an orphan, superseded
+        history.open_attempts[event.state_id] = OpenAttempt(
+            event.state_id, event.attempt, event.base_snapshot_id
+        )
         history.last_attempt[event.state_id] = event.attempt
     elif isinstance(event, StateCompleted):
         if open_attempt is None or open_attempt.state_id != event.state_id:
             raise _invalid(run_id, seq, f"state {event.state_id!r} completed without StateEntered")
         history.completed[event.state_id] = event.context_snapshot_id
+        history.completed_base[event.state_id] = open_attempt.base_snapshot_id
         history.last_checkpoint = event.context_snapshot_id
-        history.open_attempt = None
+        del history.open_attempts[event.state_id]
     elif isinstance(event, StateFailed):
         if (
             open_attempt is None
@@ -163,7 +185,7 @@ def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
             event.attempt, open_attempt.base_snapshot_id, event.error
         )
         history.last_failed_state = event.state_id
-        history.open_attempt = None
+        del history.open_attempts[event.state_id]
     elif isinstance(event, RunCompleted):
         history.run_completed = event
     elif isinstance(event, CheckpointsDiscarded):
@@ -173,7 +195,9 @@ def _apply(history: RunHistory, run_id: str, envelope: EventEnvelope) -> None:
         for state_id in event.states:
             del history.completed[state_id]
         history.last_checkpoint = event.snapshot_id
-        history.open_attempt = None
+        history.open_attempts.clear()
+    elif isinstance(event, FanOutStarted):
+        history.fan_out = True
     elif isinstance(event, FactRecorded):
         held = StoredFact(event.snapshot_id) if event.snapshot_id else event.value
         history.facts.setdefault(event.key, held)

@@ -39,6 +39,7 @@ class StateOptions:
     outputs: tuple[str, ...] = ()
     cache: bool = True
     tags: tuple[str, ...] = ()
+    in_kernel: bool = False
 
     def spec(self, source: str) -> StateSpec:
         """The state these options declare, running ``source``."""
@@ -53,6 +54,7 @@ class StateOptions:
             outputs=self.outputs,
             cache=self.cache,
             tags=self.tags,
+            in_kernel=self.in_kernel,
         )
 
 
@@ -102,6 +104,9 @@ STATE_PARSER.add_argument(
 )
 STATE_PARSER.add_argument(
     "--tags", action="append", default=[], metavar="T1,T2", help="labels (for --skip-tags)"
+)
+STATE_PARSER.add_argument(
+    "--in-kernel", action="store_true", help="in a parallel run, run here, not in a worker"
 )
 
 
@@ -197,7 +202,21 @@ def state_options(line: str) -> StateOptions:
         outputs=_paths(args.outputs, "--outputs"),
         cache=not args.no_cache,
         tags=_names(args.tags, "--tags"),
+        in_kernel=bool(args.in_kernel),
     )
+
+
+MAX_PARALLEL = 256
+
+
+def parallelism(text: str, option: str = "--parallel") -> int:
+    """The N of ``--parallel N``: a whole number from 1 to 256."""
+    if not text.isascii() or not text.isdigit() or len(text) > 4:
+        raise UsageError(f"{option}: {text[:40]!r} is not a whole number")
+    value = int(text)
+    if not 1 <= value <= MAX_PARALLEL:
+        raise UsageError(f"{option}: from 1 to {MAX_PARALLEL}")
+    return value
 
 
 def skip_tags(values: list[str]) -> tuple[str, ...]:
@@ -241,6 +260,15 @@ _run.add_argument(
     default=[],
     metavar="T1,T2",
     help="skip the states carrying one of these tags",
+)
+_run.add_argument(
+    "--parallel", default="1", metavar="N", help="run up to N independent states at once"
+)
+_run.add_argument(
+    "--dask",
+    default=None,
+    metavar="ADDRESS",
+    help="run branches on this Dask scheduler (or 'local': a LocalCluster); implies --parallel",
 )
 _resume = _sub("resume", "Resume the newest interrupted run, or RUN.")
 _resume.add_argument("run", nargs="?", default=None, metavar="RUN")

@@ -11,6 +11,7 @@ from nbflow import maintenance
 from nbflow.kernel.arguments import (
     HelpShown,
     flow_command,
+    parallelism,
     skip_tags,
     state_options,
 )
@@ -46,6 +47,8 @@ class Handle:
                 bool(args.fresh),
                 not args.no_cache,
                 skip_tags=skip_tags(args.skip_tags),
+                parallel=parallelism(args.parallel),
+                dask=args.dask,
             )
         elif command == "resume":
             await session.resume(args.run)

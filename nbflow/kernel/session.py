@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -27,6 +27,7 @@ from nbflow.errors import NbflowError
 from nbflow.hashing.ids import is_content_id
 from nbflow.hashing.redact import KnownSecrets, Redaction
 from nbflow.kernel.arguments import StateOptions
+from nbflow.kernel.branches import KernelBranches
 from nbflow.kernel.cache_policy import KernelCache
 from nbflow.kernel.child_views import find_child_run
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
@@ -41,7 +42,7 @@ from nbflow.kernel.views import (
     run_row,
     snapshot_size,
 )
-from nbflow.model.config import RunConfig
+from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import (
     CheckpointsDiscarded,
     ChildOf,
@@ -68,6 +69,9 @@ from nbflow.store.events import now_us
 from nbflow.ui.model import AttemptBar
 from nbflow.ui.presenter import Presenter
 from nbflow.ui.text import duration
+
+DASK_DEFAULT_PARALLEL = 8
+"""Branches at once with ``--dask`` and no ``--parallel``: the cluster queues the rest."""
 
 
 class StateFailedError(NbflowError):
@@ -107,6 +111,20 @@ class KernelCodec:
         """The variables that differ between two snapshots."""
         return self._session.snapshots.differing(before, after)
 
+    def changes(self, before: str, after: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Variables created or changed, and removed, from ``before`` to ``after``."""
+        return self._session.snapshots.changes(before, after)
+
+    def same_variable(self, name: str, first: str, second: str) -> bool:
+        """Whether ``name`` has one value in both snapshots."""
+        return self._session.snapshots.same_variable(name, first, second)
+
+    def compose(
+        self, start: str, layers: Sequence[tuple[str, Collection[str], Collection[str]]]
+    ) -> str:
+        """``start`` with the layers' changes put on top (joining branches)."""
+        return self._session.snapshots.compose(start, layers)
+
     def restore(self, snapshot_id: str) -> dict[str, Any]:
         """Put the snapshot's variables into ``user_ns``; always-run states run next."""
         session = self._session
@@ -145,6 +163,8 @@ class KernelSession:
             fact_values=SnapshotValues(self.home.artifacts, self.secrets),
         )
         self.engine.home_path = str(self.home.root)
+        self.branches = KernelBranches(self)
+        self.engine.branches = self.branches
         self.engine.listeners.append(self._on_event)
         self.engine.redaction_listeners.append(self._on_redacted)
         self._told: set[str] = set()
@@ -335,14 +355,21 @@ class KernelSession:
         fresh: bool,
         use_cache: bool = True,
         skip_tags: tuple[str, ...] = (),
+        parallel: int = 1,
+        dask: str | None = None,
     ) -> None:
         """``%flow run``: the plan (or ``names`` with their upstream) as one run; states
-        carrying one of ``skip_tags`` are skipped."""
+        carrying one of ``skip_tags`` are skipped. With ``parallel`` above 1 (or ``dask``),
+        independent states run at once in worker processes (DESIGN §3 "Fan-out")."""
         plan = self.plan(names)
         self._warn_unknown_tags(plan, skip_tags)
-        manifest = Manifest(
-            flow_id=self.flow_id, plan=plan, run_config=RunConfig(skip_tags=skip_tags)
-        )
+        if dask is not None and parallel == 1:
+            parallel = DASK_DEFAULT_PARALLEL
+        config = RunConfig(skip_tags=skip_tags)
+        if parallel > 1:
+            config = config.model_copy(update={"execution_mode": FanOutJoin(max_parallel=parallel)})
+        self.branches.dask = dask
+        manifest = Manifest(flow_id=self.flow_id, plan=plan, run_config=config)
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
         if not fresh:
             for record in self.home.events.runs(flow_id=self.flow_id):

@@ -221,6 +221,25 @@ class ChildOf(_Event):
     parent_home: str
 
 
+class FanOutStarted(_Event):
+    """Domain: the run runs states with no path between them at once (DESIGN §3
+    "Fan-out"); from here on its stream may hold several open attempts, one per state.
+    Recorded with RunStarted, and again by each resume, naming where branches run."""
+
+    kind: Literal["fan_out_started"] = "fan_out_started"
+    max_parallel: int = Field(ge=1)
+    executor: str = Field(description="Where branches run: ``local`` or a Dask address.")
+
+
+class BranchAssigned(_Event):
+    """Domain: an attempt of a state runs on a worker process (not in the kernel)."""
+
+    kind: Literal["branch_assigned"] = "branch_assigned"
+    state_id: str
+    attempt: int = Field(ge=0)
+    worker: str = Field(description="The worker's label: pool slot and pid, or Dask address.")
+
+
 class Note(_Event):
     """Domain: free text attached to the run by the user."""
 
@@ -244,6 +263,8 @@ DomainEvent = (
     | ChildRunSpawned
     | ChildRunJoined
     | ChildOf
+    | FanOutStarted
+    | BranchAssigned
     | Note
 )
 Event = Annotated[
@@ -265,6 +286,8 @@ Event = Annotated[
     | ChildRunSpawned
     | ChildRunJoined
     | ChildOf
+    | FanOutStarted
+    | BranchAssigned
     | Note,
     Field(discriminator="kind"),
 ]

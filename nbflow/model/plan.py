@@ -37,6 +37,10 @@ class StateSpec(BaseModel):
         default=(), description="Files and globs the state writes; put back on a cache hit."
     )
     cache: bool = Field(default=True, description="False: always executed, never reused.")
+    in_kernel: bool = Field(
+        default=False,
+        description="In a fan-out run, runs in the driving process, not in a worker.",
+    )
     tags: tuple[str, ...] = Field(
         default=(), description="Labels; a run with one of them in its skip_tags skips it."
     )

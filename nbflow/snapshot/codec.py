@@ -13,7 +13,7 @@ How a namespace becomes a snapshot (details in the modules named):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from nbflow.hashing.redact import KnownSecrets
@@ -119,6 +119,49 @@ class NamespaceCodec:
                 if name not in old or name not in new or not same_value(old[name], new[name]):
                     differing.append(name)
         return tuple(sorted(differing))
+
+    def changes(self, before: str, after: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What went from ``before`` to ``after``: the variables created or changed in
+        value, and those removed."""
+        gone = set(self.document(before).names()) - set(self.document(after).names())
+        changed = tuple(name for name in self.differing(before, after) if name not in gone)
+        return changed, tuple(sorted(gone))
+
+    def same_variable(self, name: str, first: str, second: str) -> bool:
+        """Whether variable ``name`` has one value in snapshots ``first`` and ``second``."""
+        return name not in self.differing_names(first, second, (name,))
+
+    def differing_names(self, first: str, second: str, names: Collection[str]) -> set[str]:
+        """Those of ``names`` whose values differ between two snapshots."""
+        one, two = self.document(first), self.document(second)
+        candidates = [n for n in names if one.variable(n) != two.variable(n)]
+        if not candidates:
+            return set()
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
+        Restore(self._artifacts, self._workers).run(first, one, old, candidates)
+        Restore(self._artifacts, self._workers).run(second, two, new, candidates)
+        return {
+            n for n in candidates if n not in old or n not in new or not same_value(old[n], new[n])
+        }
+
+    def compose(
+        self, start: str, layers: Sequence[tuple[str, Collection[str], Collection[str]]]
+    ) -> str:
+        """The snapshot of ``start``'s variables with each layer applied in order: a
+        layer ``(snapshot, changed, removed)`` puts ``changed`` from its snapshot and
+        deletes ``removed``. How branches that ran at once are joined (DESIGN §3)."""
+        namespace: dict[str, Any] = {}
+        self.restore(start, into=namespace)
+        for snapshot_id, changed, removed in layers:
+            if changed:
+                self.restore(snapshot_id, into=namespace, names=changed)
+            for name in removed:
+                namespace.pop(name, None)
+        # A codec of its own: this capture must not reset what the kernel's next
+        # capture of its own namespace can skip.
+        joined = NamespaceCodec(self._artifacts, workers=self._workers, secrets=self.secrets)
+        return joined.capture(namespace)
 
     def document(self, snapshot_id: str) -> SnapshotDocument:
         """The parsed, verified snapshot document of ``snapshot_id``: signed by this user

@@ -1,0 +1,40 @@
+"""How a :class:`~nbflow.Flow` runs its states in worker processes: each function is
+pickled by value (cloudpickle), so functions defined in a script or a notebook travel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+
+from nbflow.model.plan import StateSpec
+from nbflow.parallel.branches import CallableBranch
+from nbflow.parallel.executors import Executor, dask_address, open_executor
+from nbflow.parallel.tasks import BranchOutcome, BranchTask
+
+
+class FlowBranches:
+    """The :class:`~nbflow.engine.fanout.BranchRunner` of a ``Flow``."""
+
+    def __init__(self, home: str, body_of: Callable[[str], Any]) -> None:
+        self._home = home
+        self._body_of = body_of
+        self.dask: str | Any | None = None
+
+    def executor(self, max_parallel: int) -> Executor:
+        address = self.dask if self.dask is not None else dask_address(None)
+        return open_executor(max_parallel, address)
+
+    def in_kernel(self, spec: StateSpec) -> bool:
+        return spec.in_kernel or spec.always_run
+
+    def task(self, spec: StateSpec, key: str, base_snapshot_id: str) -> BranchTask:
+        body = cloudpickle.dumps(self._body_of(spec.id))
+        return CallableBranch(key, self._home, spec, base_snapshot_id, body)
+
+    def received(self, spec: StateSpec, outcome: BranchOutcome) -> None:
+        pass  # a Flow's functions print in their worker's own streams
+
+    def joined(self, initial_snapshot_id: str, snapshot_id: str) -> None:
+        pass  # the run's result names the joined snapshot
