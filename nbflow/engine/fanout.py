@@ -99,6 +99,10 @@ class BranchRunner(Protocol):
         """The run ended with the variables of ``snapshot_id``: put them in place."""
         ...
 
+    def waiting(self) -> None:
+        """Called while the branches run, between polls (pictures catch up)."""
+        ...
+
 
 @dataclass
 class _Running:
@@ -181,6 +185,7 @@ class FanOut(Generic[C]):
                         break
                     for finished in self.executor.poll(self._poll_timeout()):
                         self._finished(finished)
+                    self.runner.waiting()
                     self._enforce_timeouts()
             except BaseException as exc:
                 self._stop_all(type(exc).__name__)

@@ -49,6 +49,9 @@ class KernelBranches:
                 f"nbflow: {spec.id}: not saved: " + "; ".join(outcome.notes)
             )
 
+    def waiting(self) -> None:
+        self._session.presenter.live_tick()
+
     def joined(self, initial_snapshot_id: str, snapshot_id: str) -> None:
         session = self._session
         codec = session.snapshots

@@ -11,9 +11,11 @@ from nbflow.errors import NbflowError, PlanError
 from nbflow.kernel.child_views import ChildSpan, child_spans, row_name, with_children
 from nbflow.model.events import (
     AttemptInterrupted,
+    BranchAssigned,
     ChildOf,
     ChildRunSpawned,
     EventEnvelope,
+    FanOutStarted,
     RetryScheduled,
     RunCompleted,
     RunStarted,
@@ -44,64 +46,87 @@ class StateOutcome:
 def attempt_bars(
     events: list[EventEnvelope], size_of: Callable[[str], int | None] | None = None
 ) -> list[AttemptBar]:
-    """Every attempt of a run (and every backoff wait) as a bar on the run's time axis;
-    ``size_of`` gives the size of a completed attempt's snapshot."""
+    """Every attempt of a run (and every backoff wait) as a bar on the run's time axis,
+    in the order they started; ``size_of`` gives the size of a completed attempt's
+    snapshot. In a fan-out run several attempts are open at once: each event pairs with
+    the open attempt of its state."""
     if not events:
         return []
     origin = events[0].at_us
     bars: list[AttemptBar] = []
-    open_entry: tuple[StateEntered, int] | None = None
-    served = ""  # "cached" or "skipped": how the open attempt completed without running
+    open_entries: dict[str, _Open] = {}
     ended = any(isinstance(e.event, RunCompleted) for e in events)
+    fan_out = any(isinstance(e.event, FanOutStarted) for e in events)
 
-    def close(outcome: str, at_us: int, error: str | None = None, size: int | None = None) -> None:
-        nonlocal open_entry
-        assert open_entry is not None
-        entered, start_us = open_entry
+    def close(
+        state_id: str, outcome: str, at_us: int, error: str | None = None, size: int | None = None
+    ) -> None:
+        entry = open_entries.pop(state_id)
         bars.append(
             AttemptBar(
-                entered.state_id,
-                entered.attempt,
-                (start_us - origin) // 1000,
-                max(0, (at_us - start_us) // 1000),
-                outcome,
+                state_id,
+                entry.entered.attempt,
+                (entry.start_us - origin) // 1000,
+                max(0, (at_us - entry.start_us) // 1000),
+                entry.served or outcome,
                 error,
                 size,
+                worker=entry.worker,
             )
         )
-        open_entry = None
 
     for envelope in events:
         event = envelope.event
+        state_id = getattr(event, "state_id", None)
+        entry = open_entries.get(state_id) if isinstance(state_id, str) else None
         if isinstance(event, StateEntered):
-            if open_entry is not None:  # superseded: its process died inside it
-                close("interrupted", envelope.at_us)
-            open_entry = (event, envelope.at_us)
-            served = ""
-        elif isinstance(event, StateCached) and open_entry is not None:
-            served = "cached"
-        elif isinstance(event, StateSkipped) and open_entry is not None:
-            served = "skipped"
-        elif isinstance(event, StateCompleted) and open_entry is not None:
-            size = size_of(event.context_snapshot_id) if size_of is not None else None
-            close(served or "completed", envelope.at_us, size=size)
-        elif isinstance(event, StateFailed) and open_entry is not None:
-            close("failed", envelope.at_us, event.error.message)
-        elif isinstance(event, AttemptInterrupted) and open_entry is not None:
-            close("interrupted", envelope.at_us)
-        elif isinstance(event, RetryScheduled):
-            bars.append(
-                AttemptBar(
-                    event.state_id,
-                    event.next_attempt - 1,
-                    (envelope.at_us - origin) // 1000,
-                    event.delay_ms,
-                    "backoff",
+            # Superseded: its process died inside it. In a sequential run any open
+            # attempt is; in a fan-out run only one of the same state.
+            for other in [event.state_id] if fan_out else list(open_entries):
+                if other in open_entries:
+                    close(other, "interrupted", envelope.at_us)
+            open_entries[event.state_id] = _Open(event, envelope.at_us)
+        elif entry is None:
+            if isinstance(event, RetryScheduled):
+                bars.append(
+                    AttemptBar(
+                        event.state_id,
+                        event.next_attempt - 1,
+                        (envelope.at_us - origin) // 1000,
+                        event.delay_ms,
+                        "backoff",
+                    )
                 )
-            )
-    if open_entry is not None:
-        close("interrupted" if ended else "running", events[-1].at_us)
+        elif isinstance(event, StateCached):
+            entry.served = "cached"
+        elif isinstance(event, StateSkipped):
+            entry.served = "skipped"
+        elif isinstance(event, BranchAssigned):
+            entry.worker = event.worker
+        elif isinstance(event, StateCompleted):
+            size = size_of(event.context_snapshot_id) if size_of is not None else None
+            close(event.state_id, "completed", envelope.at_us, size=size)
+        elif isinstance(event, StateFailed):
+            entry.served = ""
+            close(event.state_id, "failed", envelope.at_us, event.error.message)
+        elif isinstance(event, AttemptInterrupted):
+            entry.served = ""
+            close(event.state_id, "interrupted", envelope.at_us)
+    for state_id in list(open_entries):
+        close(state_id, "interrupted" if ended else "running", events[-1].at_us)
+    bars.sort(key=lambda bar: bar.start_ms)
     return bars
+
+
+@dataclass
+class _Open:
+    """An attempt entered and not yet ended, while a stream is read."""
+
+    entered: StateEntered
+    start_us: int
+    served: str = ""
+    """``cached`` or ``skipped``: how it completes without running."""
+    worker: str | None = None
 
 
 def state_outcomes(events: list[EventEnvelope], live: bool) -> dict[str, StateOutcome]:
@@ -283,9 +308,8 @@ def live_view(
     run reaches them."""
     outcomes = state_outcomes(stream, live=live)
     done = sum(isinstance(e.event, StateCompleted) for e in stream)
-    current = next(
-        (s for s, o in reversed(outcomes.items()) if o.status in ("running", "retrying")), None
-    )
+    running = [s for s, o in outcomes.items() if o.status in ("running", "retrying")]
+    current = ", ".join(running) if running else None  # several at once in a fan-out run
     stale = stale or {}
     spans: dict[str, list[ChildSpan]] = {}
     if any(isinstance(e.event, ChildRunSpawned) for e in stream):

@@ -36,5 +36,8 @@ class FlowBranches:
     def received(self, spec: StateSpec, outcome: BranchOutcome) -> None:
         pass  # a Flow's functions print in their worker's own streams
 
+    def waiting(self) -> None:
+        pass
+
     def joined(self, initial_snapshot_id: str, snapshot_id: str) -> None:
         pass  # the run's result names the joined snapshot

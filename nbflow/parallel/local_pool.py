@@ -213,7 +213,8 @@ def _main_not_reimported() -> Iterator[None]:
         yield
     finally:
         main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _death(code: int | None) -> str:

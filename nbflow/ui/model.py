@@ -113,6 +113,8 @@ class AttemptBar:
     """Size of the variables a completed attempt checkpointed, when known."""
     child: ChildView | None = None
     """Set for the bar of a child run (its row is named after the state and the child)."""
+    worker: str | None = None
+    """The worker process an attempt of a fan-out run ran on."""
 
 
 @dataclass(frozen=True)

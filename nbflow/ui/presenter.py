@@ -48,5 +48,8 @@ class Presenter(Protocol):
     def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
         """The plan of the run executing in this cell, after each of its events."""
 
+    def live_tick(self) -> None:
+        """Time passed with no event (branches running): draw what is due."""
+
     def live_end(self, outcome: str) -> None:
         """The run executing in this cell ended (``completed``, ``failed``, …)."""

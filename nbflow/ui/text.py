@@ -114,9 +114,10 @@ class TextPresenter:
         for bar in bars:
             label = "wait" if bar.outcome == "backoff" else f"#{bar.attempt}"
             error = f"  {bar.error}" if bar.error else ""
+            worker = f"  on {bar.worker}" if bar.worker else ""
             self._print(
                 f"  {bar.state_id:<{width}} {label:>5}  +{duration(bar.start_ms):>12}"
-                f"  {duration(bar.duration_ms):>12}  {bar.outcome}{error}"
+                f"  {duration(bar.duration_ms):>12}  {bar.outcome}{worker}{error}"
             )
 
     def banner(self, view: BannerView) -> None:
@@ -143,6 +144,9 @@ class TextPresenter:
 
     def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
         """Text shows progress line by line through :meth:`progress` instead."""
+
+    def live_tick(self) -> None:
+        pass
 
     def live_end(self, outcome: str) -> None:
         """Nothing to close in text."""

@@ -215,6 +215,8 @@ def _attempt_hover(bar: AttemptBar, snapshot_size: int | None) -> str:
         f"start: +{duration(bar.start_ms)}",
         f"duration: {duration(bar.duration_ms)}" + (" so far" if bar.outcome == "running" else ""),
     ]
+    if bar.worker:
+        lines.append(f"worker: {bar.worker}")
     if snapshot_size is not None:
         lines.append(f"snapshot: {size_text(snapshot_size)}")
     if bar.error:
@@ -235,6 +237,14 @@ def _attempt(
         f"<title>{escape(_attempt_hover(bar, snapshot_size))}</title></rect>"
     ]
     glyph = _GLYPHS.get(bar.outcome)
+    worker = worker_label(bar.worker) if bar.worker else ""
+    if worker and w >= text_width(worker, h - 6) + h + 8:  # the worker, left in the bar
+        parts.append(
+            f'<text class="nbflow-worker" x="{x + 4:.1f}" y="{y + h / 2 + (h - 6) * 0.36:.1f}" '
+            f'font-size="{h - 6:.0f}" fill="{color.text}" pointer-events="none">'
+            f"{escape(worker)}</text>"
+        )
+        glyph = ""
     if glyph and w >= h + 4:
         parts.append(
             f'<text x="{x + w / 2:.1f}" y="{y + h / 2 + (h - 3) * 0.36:.1f}" '
@@ -254,6 +264,13 @@ def _attempt(
             f'{h / 2:.1f} z" fill="{color.stroke}" pointer-events="none"/>'
         )
     return "".join(parts)
+
+
+def worker_label(worker: str) -> str:
+    """A worker's short name for a bar: ``worker 2`` of ``worker 2 (pid 123)``, the host
+    and port of a Dask worker's address."""
+    short = worker.split(" (", 1)[0]
+    return short.split("://", 1)[-1]
 
 
 def _backoff(bar: AttemptBar, x: float, w: float, y: float, row_height: float, hatch: str) -> str:

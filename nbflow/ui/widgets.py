@@ -247,6 +247,10 @@ class WidgetPresenter:
         now = f" · running <b>{html.escape(current)}</b>" if current else ""
         self._label.value = f"{done}/{total} states{now} · {duration(elapsed)}"
 
+    def live_tick(self) -> None:
+        if self._pending is not None and time.monotonic() - self._drawn >= LIVE_INTERVAL_S:
+            self.live(*self._pending)
+
     def live_end(self, outcome: str) -> None:
         if self._pending is not None:
             self._drawn = 0.0
