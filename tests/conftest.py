@@ -117,8 +117,14 @@ def kernels(tmp_path: Path) -> Iterator[KernelFactory]:
 
     yield start
     for kernel in started:
+        children: list[int] = []
+        with contextlib.suppress(Exception):  # already gone
+            children = _descendants(kernel.pid)  # worker processes of parallel runs
         with contextlib.suppress(Exception):  # already killed or closed
             kernel.close()
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -148,6 +154,23 @@ def processes() -> Iterator[list[int]]:
         with contextlib.suppress(OSError):
             started += _descendants(pid)
     for pid in started:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def worker_pools() -> Iterator[None]:
+    """Worker pools this test process starts (fan-out runs of a ``Flow``) are stopped at
+    the end of the test, and every process they left is SIGKILLed by pid."""
+    import multiprocessing.forkserver as forkserver
+
+    from nbflow.parallel.executors import close_executors
+
+    yield
+    server: int | None = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    leftover = [server, *_descendants(server)] if server else []
+    close_executors()
+    for pid in leftover:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 

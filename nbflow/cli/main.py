@@ -68,6 +68,17 @@ def _parser() -> _Parser:
                 metavar="RUN",
                 help="run RUN's manifest again with its recorded facts only (no live IO)",
             )
+            sub.add_argument(
+                "--parallel",
+                default="1",
+                metavar="N",
+                help="run up to N independent states at once, in worker processes",
+            )
+            sub.add_argument(
+                "--dask",
+                metavar="ADDRESS",
+                help="run the branches on this Dask scheduler ('local': a LocalCluster)",
+            )
             # Set by a parent run that starts this notebook as its child (nbflow.child).
             sub.add_argument("--child", help=argparse.SUPPRESS)
         sub.add_argument("--json", action="store_true", help="summary for machines")
@@ -186,6 +197,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             skip_tags=getattr(args, "skip_tags", []),
             replay=getattr(args, "replay", None),
             child=getattr(args, "child", None),
+            parallel=getattr(args, "parallel", "1"),
+            dask=getattr(args, "dask", None),
         )
         return run_notebook(args.notebook, args.output, args.parameter, choices, args.json)
     if args.command == "runs":

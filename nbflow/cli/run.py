@@ -34,11 +34,13 @@ from nbflow.engine.history import read_history
 from nbflow.errors import NbflowError
 from nbflow.kernel import arguments
 from nbflow.kernel.arguments import state_options
-from nbflow.model.config import RunConfig
+from nbflow.kernel.session import BRANCH_OUTPUTS_MIME
+from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import StateCached, StateCompleted, StateEntered, StateSkipped
 from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import decode_parameters, encode_parameters
 from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.parallel.executors import DASK_DEFAULT_PARALLEL, DASK_ENV
 from nbflow.store import HOME_DIRNAME, Home
 from nbflow.store.leases import RunInProgressError
 
@@ -66,6 +68,8 @@ class RunChoices:
     child: dict[str, Any] | None = None
     """Set when a parent run starts this notebook: ``run_id``, ``parameters`` (encoded)
     and ``parent`` (its ``ChildOf`` note)."""
+    parallel: int = 1
+    dask: str | None = None
 
     @classmethod
     def from_arguments(
@@ -76,18 +80,27 @@ class RunChoices:
         skip_tags: list[str],
         replay: str | None,
         child: str | None = None,
+        parallel: str = "1",
+        dask: str | None = None,
     ) -> RunChoices:
         """The choices of the command line, checked."""
         try:
             tags = arguments.skip_tags(skip_tags)
+            branches = arguments.parallelism(parallel)
         except UsageError as exc:
             raise CommandLineError(f"nbflow run: {exc}") from None
+        if dask is not None and branches == 1:
+            branches = DASK_DEFAULT_PARALLEL
         launched = json.loads(child) if child else None
-        return cls(fresh, not no_cache, tags, replay, launched)
+        return cls(fresh, not no_cache, tags, replay, launched, branches, dask)
 
     def run_config(self) -> RunConfig:
         """The run config of a run made with these choices."""
-        return RunConfig(skip_tags=self.skip_tags)
+        config = RunConfig(skip_tags=self.skip_tags)
+        if self.parallel > 1:
+            mode = FanOutJoin(max_parallel=self.parallel)
+            config = config.model_copy(update={"execution_mode": mode})
+        return config
 
 
 def _read(path: Path, as_version: int) -> Any:
@@ -301,6 +314,9 @@ def run_notebook(
             refuse_unless_resumable_here(home, resume_run)
             if output.exists():
                 previous = _read(output, as_version=4)
+        fan_out = isinstance(run_config.execution_mode, FanOutJoin)
+        if choices.dask is not None and choices.dask != "local":
+            check_dask(choices.dask)
         progress = Progress(len(notebook.cells), as_json, home, flow_id, cells)
         notice = home.network_notice()
         if notice is not None:
@@ -321,6 +337,8 @@ def run_notebook(
         status = EXIT_OK
         # The kernel learns the notebook's name as it would from a Jupyter server.
         env = {**os.environ, "JPY_SESSION_NAME": str(path.resolve())}
+        if choices.dask is not None:
+            env[DASK_ENV] = choices.dask
         with client.setup_kernel(cwd=str(folder), env=env):
             kernel_client: Any = client.kc
             reply = run_sync(kernel_client.execute_interactive)(
@@ -338,9 +356,13 @@ def run_notebook(
                 history = read_history(resume_run, home.events.read_range(resume_run))
                 done = [c.index for c in cells if c.spec.id in history.completed]
                 skip_until = max(done, default=-1)
+                if fan_out:  # branches end out of order: go on from the first not done
+                    pending = [c.index for c in cells if c.spec.id not in history.completed]
+                    skip_until = min(pending, default=len(notebook.cells)) - 1
                 progress.say(f"resuming run {resume_run[:8]}: cells 1-{skip_until + 1} were done")
+            done_cells = set(done) if resume_run is not None and fan_out else set()
             for index, cell in enumerate(notebook.cells):
-                if index <= skip_until:
+                if index <= skip_until or index in done_cells:
                     if previous is not None and index < len(previous.cells):
                         cell.outputs = previous.cells[index].get("outputs", [])
                     progress.cell(index, cell, "skipped (done before)", 0.0)
@@ -358,13 +380,59 @@ def run_notebook(
                     break
                 finally:
                     _write(notebook, output)
+                if fan_out:  # a state cell only released its state: it ends at the end
+                    what = "released" if progress.is_state(index) else "done"
+                    progress.cell(index, cell, what, time.monotonic() - started)
+                    continue
                 _carry_outputs(home, progress, index, cell)
                 progress.cell(
                     index, cell, progress.state_outcome(index), time.monotonic() - started
                 )
+            if fan_out and status == EXIT_OK:
+                status = _end_fan_out(kernel_client, notebook, cells, progress)
         _write(notebook, output)
         progress.summary(status, output)
         return status
+
+
+def check_dask(address: str) -> None:
+    """Refuse at once, in one line, a Dask scheduler that cannot be reached."""
+    from nbflow.parallel.dask_pool import DaskPool
+
+    try:
+        DaskPool(address, 1).close()
+    except NbflowError as exc:
+        raise CommandLineError(f"nbflow run: {exc.message}. {exc.hint or ''}".strip()) from None
+
+
+def _end_fan_out(
+    kernel_client: Any, notebook: Any, cells: list[StateCell], progress: Progress
+) -> int:
+    """After the last cell of a fan-out run: let its states finish, and put what each
+    branch showed under its own cell."""
+    shown: dict[str, list[Any]] = {}
+
+    def collect(message: dict[str, Any]) -> None:
+        data = message.get("content", {}).get("data", {})
+        if BRANCH_OUTPUTS_MIME in data:
+            shown.update(data[BRANCH_OUTPUTS_MIME])
+
+    reply = run_sync(kernel_client.execute_interactive)(
+        "__nbflow__.session.end_notebook_run()", timeout=None, output_hook=collect
+    )
+    for cell in cells:
+        outputs = shown.get(cell.spec.id, [])
+        target = notebook.cells[cell.index]
+        target.outputs = list(target.outputs) + [
+            nbformat.from_dict(o)  # type: ignore[no-untyped-call]
+            for o in outputs
+        ]
+        progress.cell(cell.index, target, progress.state_outcome(cell.index), 0.0)
+    content = reply["content"]
+    if content["status"] == "ok":
+        return EXIT_OK
+    progress.say(f"{content.get('ename')}: {content.get('evalue')}")
+    return EXIT_INTERRUPTED if "interrupted" in str(content.get("evalue")) else EXIT_FAILED
 
 
 def _carry_outputs(home: Home, progress: Progress, index: int, cell: Any) -> None:
@@ -413,6 +481,10 @@ class Progress:
             elif isinstance(event, StateCompleted) and event.state_id == name:
                 completed = True
         return (record.run_id, name, served) if completed else None
+
+    def is_state(self, index: int) -> bool:
+        """Whether cell ``index`` is a ``%%state`` cell."""
+        return index in self._state_at
 
     def state_outcome(self, index: int) -> str:
         """``done``, or for a state cell its last attempt in this notebook's newest run."""

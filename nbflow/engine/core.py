@@ -32,7 +32,7 @@ from nbflow.engine.contract import (
 )
 from nbflow.engine.facts import CURRENT_SCOPE, FactScope, FactValues
 from nbflow.engine.failpoints import Failpoints
-from nbflow.engine.fanout import BranchRunner, FanOut, Progress
+from nbflow.engine.fanout import BranchRunner, FanOut, Parked, Progress
 from nbflow.engine.history import RunHistory, read_history
 from nbflow.engine.logs import RunLogger
 from nbflow.engine.plan import topological_order
@@ -130,7 +130,7 @@ class Served:
     state_id: str
 
 
-Steps = Generator["CallBody[Any] | Wait | Served | Starting", Any, RunResult]
+Steps = Generator["CallBody[Any] | Wait | Served | Starting | Parked", Any, RunResult]
 """A run in progress. The semantics live in these generators; the drivers only execute
 bodies and waits, synchronously (:meth:`Engine.start`) or awaiting them
 (:meth:`Engine.start_async`), so both share one implementation of DESIGN §3."""
@@ -295,7 +295,7 @@ class Engine(Generic[C]):
             self.leases.hold(lease)
         log.info("run started from manifest %s", request.manifest_id)
         if executor is not None:
-            progress = Progress(initial_snapshot_id, {}, {}, {}, {})
+            progress = Progress(initial_snapshot_id, {}, {}, {}, {}, gated=self.announce_states)
             fan = self._fan_out(request.manifest, order, bodies, writer, {}, {}, executor, progress)
             return (yield from fan.steps())
         return (
@@ -464,7 +464,7 @@ class Engine(Generic[C]):
                 if isinstance(command, Wait):
                     self._sleep(command.seconds)
                     continue
-                if isinstance(command, (Served, Starting)):
+                if isinstance(command, (Served, Starting, Parked)):
                     continue
                 try:
                     with command.facts():
@@ -484,7 +484,7 @@ class Engine(Generic[C]):
                 if isinstance(command, Wait):
                     await asyncio.sleep(command.seconds)
                     continue
-                if isinstance(command, (Served, Starting)):
+                if isinstance(command, (Served, Starting, Parked)):
                     continue
                 try:
                     with command.facts():
@@ -713,6 +713,7 @@ class Engine(Generic[C]):
             {spec.id: history.next_attempt(spec.id) for spec in order},
             retry,
             failed,
+            gated=self.announce_states,
         )
         bodies = {
             spec.id: self._resolve(manifest, spec)
@@ -936,7 +937,7 @@ def _append_one(writer: RunWriter, event: Event) -> None:
 
 def advance(
     steps: Steps, reply: Any, failure: BaseException | None
-) -> CallBody[Any] | Wait | Served | Starting | RunResult:
+) -> CallBody[Any] | Wait | Served | Starting | Parked | RunResult:
     """Send a body's result (or throw its exception) into ``steps``; the next command, or
     the run's result once the steps are done."""
     try:

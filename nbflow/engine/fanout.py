@@ -103,6 +103,43 @@ class BranchRunner(Protocol):
         """Called while the branches run, between polls (pictures catch up)."""
         ...
 
+    def current(self) -> Any:
+        """The driving process's variables now (a notebook run: after plain cells)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Parked:
+    """Command to a driver that runs a notebook cell by cell (``nbflow run``): nothing is
+    to be done until the next cell; reply with a :class:`Release`, :class:`Barrier` or
+    :class:`Finish`."""
+
+    running: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Release:
+    """Reply to :class:`Parked`: state ``state_id``'s cell was reached. A branch starts
+    as soon as its upstream is done; a state that runs in the kernel runs now, in its
+    cell (the reply then waits for it)."""
+
+    state_id: str
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Reply to :class:`Parked`: a plain cell is about to run. Wait for every state
+    released so far and put the joined variables in place; the plain cell's changes
+    become part of the bases of the states released after it."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Reply to :class:`Parked`: the last cell was run; finish every state."""
+
+
+Instruction = Release | Barrier | Finish
+
 
 @dataclass
 class _Running:
@@ -127,6 +164,8 @@ class Progress:
     """Failed states to retry on resume → their next attempt number."""
     failed: tuple[str, ErrorInfo] | None = None
     """A failed state that cannot be retried: the run fails at once."""
+    gated: bool = False
+    """Driven by a notebook's cells: a state starts only once its cell is reached."""
 
 
 class FanOut(Generic[C]):
@@ -156,6 +195,16 @@ class FanOut(Generic[C]):
         mode = manifest.run_config.execution_mode
         self.max_parallel: int = getattr(mode, "max_parallel", 1)
         self.initial = progress.initial_snapshot_id
+        self.epoch = progress.initial_snapshot_id
+        """Where bases start: the run's initial variables, or in a notebook run the
+        kernel's variables after the last plain cell."""
+        self.epoch_states: frozenset[str] = frozenset()
+        """The states whose outputs :attr:`epoch` holds already."""
+        self.gated = progress.gated
+        self.released: set[str] = set()
+        self.wait_for: Instruction | None = None
+        """What the driver waits for (a barrier, the end, a state run in the kernel)."""
+        self._recapture = False
         self.completed: dict[str, str] = dict(progress.completed)
         self.bases: dict[str, str] = dict(progress.bases)
         self.attempts: dict[str, int] = dict(progress.next_attempt)
@@ -176,21 +225,77 @@ class FanOut(Generic[C]):
         """Run the pending states; the run's result once none is left."""
         with _interrupts_raise():
             try:
+                if self.gated and self.completed:  # a notebook resumed: the kernel is new
+                    self._new_epoch(self._join(frozenset(self.completed)))
                 while True:
                     spec = self._dispatch_ready()
                     if spec is not None:
                         yield from self._run_in_kernel(spec)
                         continue
-                    if not self.running and not self._waiting():
+                    if len(self.completed) == len(self.order):
                         break
+                    if self.failure is not None and not self.running:
+                        break
+                    if self._wait_over():
+                        instruction = yield Parked(tuple(r.spec.id for r in self.running.values()))
+                        self._instructed(instruction)
+                        continue
+                    if not self.running and not self._waiting():
+                        break  # nothing runs and nothing can: an upstream failed
                     for finished in self.executor.poll(self._poll_timeout()):
                         self._finished(finished)
-                    self.runner.waiting()
                     self._enforce_timeouts()
+                    self.runner.waiting()
             except BaseException as exc:
                 self._stop_all(type(exc).__name__)
                 raise
         return self._end()
+
+    def _wait_over(self) -> bool:
+        """In a notebook run: whether what the driver waits for has happened (then the
+        loop parks until the next cell)."""
+        if not self.gated:
+            return False
+        wait = self.wait_for
+        if isinstance(wait, Release):
+            done = wait.state_id in self.completed or self.failure is not None
+        elif isinstance(wait, Barrier):
+            done = self.released <= set(self.completed) or (
+                self.failure is not None and not self.running
+            )
+            if done and self.failure is None:
+                self._new_epoch(self._join(frozenset(self.completed)))
+                self._recapture = True
+        else:
+            done = wait is None
+        if done:
+            self.wait_for = None
+        return done
+
+    def _instructed(self, instruction: Instruction) -> None:
+        for finished in self.executor.poll(0):
+            self._finished(finished)
+        if isinstance(instruction, Release):
+            if self._recapture:  # the plain cells since the barrier changed the kernel
+                self._recapture = False
+                self.epoch = self.engine.codec.capture(self.runner.current())
+                self._joins.clear()
+            self.released.add(instruction.state_id)
+            spec = self.manifest.plan.state(instruction.state_id)
+            if self.runner.in_kernel(spec):
+                self.wait_for = instruction
+        elif isinstance(instruction, Barrier):
+            self.wait_for = instruction
+        else:
+            self.released |= {spec.id for spec in self.order}
+            self.wait_for = instruction
+
+    def _new_epoch(self, snapshot_id: str) -> None:
+        """Put the joined variables of every completed state in place; bases start there."""
+        self.runner.joined(self.epoch, snapshot_id)
+        self.epoch = snapshot_id
+        self.epoch_states = frozenset(self.completed)
+        self._joins.clear()
 
     def _dispatch_ready(self) -> StateSpec | None:
         """Send every ready state to a worker while slots are free; a ready state that
@@ -217,6 +322,8 @@ class FanOut(Generic[C]):
         busy = {r.spec.id for r in self.running.values()}
         for spec in self.order:
             if spec.id in self.completed or spec.id in busy:
+                continue
+            if self.gated and spec.id not in self.released:
                 continue
             if self.delayed.get(spec.id, 0.0) > now:
                 continue
@@ -400,8 +507,9 @@ class FanOut(Generic[C]):
         return self._join(self.ancestors[state_id])
 
     def _join(self, states: frozenset[str]) -> str:
+        states = states - self.epoch_states
         if not states:
-            return self.initial
+            return self.epoch
         if states in self._joins:
             return self._joins[states]
         in_order = [spec.id for spec in self.order if spec.id in states]
@@ -459,7 +567,7 @@ class FanOut(Generic[C]):
             )
             final = self._join(kept)
             self.writer.append(RunCompleted(status=RunStatus.FAILED, final_snapshot_id=final))
-            self.runner.joined(self.initial, final)
+            self.runner.joined(self.epoch, final)
             return RunResult(self.writer.run_id, RunPhase.FAILED, final, state_id, error)
         final = self._join(frozenset(self.completed))
         checked = None
@@ -468,7 +576,7 @@ class FanOut(Generic[C]):
             checked = self.engine._check_replay(replay_of, self.engine.history(replay_of), final)
             self.writer.append(checked)
         self.writer.append(RunCompleted(status=RunStatus.COMPLETED, final_snapshot_id=final))
-        self.runner.joined(self.initial, final)
+        self.runner.joined(self.epoch, final)
         self.log.info("run completed")
         return RunResult(self.writer.run_id, RunPhase.COMPLETED, final, replay=checked)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.model.plan import StateSpec
 from nbflow.parallel.branches import CodeBranch
 from nbflow.parallel.executors import Executor, dask_address, open_executor
-from nbflow.parallel.outputs import show_outputs
+from nbflow.parallel.outputs import notebook_outputs, show_outputs
 from nbflow.parallel.tasks import BranchOutcome, BranchTask
 from nbflow.snapshot.filters import is_ipython_name
 
@@ -28,6 +28,10 @@ class KernelBranches:
         self.dask: str | Any | None = None
         """``--dask`` of the run being started (a resume uses ``$NBFLOW_DASK`` or the
         local pool)."""
+        self.collect_outputs = False
+        """Keep what branches showed (``nbflow run`` puts it in their cells) instead of
+        showing it in the running cell."""
+        self.outputs: dict[str, list[dict[str, Any]]] = {}
 
     def executor(self, max_parallel: int) -> Executor:
         address = self.dask if self.dask is not None else dask_address(None)
@@ -43,11 +47,17 @@ class KernelBranches:
         )
 
     def received(self, spec: StateSpec, outcome: BranchOutcome) -> None:
-        show_outputs(outcome.outputs)
+        if self.collect_outputs:  # a notebook run: they go under the state's own cell
+            self.outputs.setdefault(spec.id, []).extend(notebook_outputs(outcome.outputs))
+        else:
+            show_outputs(outcome.outputs)
         if outcome.notes:
             self._session.presenter.message(
                 f"nbflow: {spec.id}: not saved: " + "; ".join(outcome.notes)
             )
+
+    def current(self) -> dict[str, Any]:
+        return self._session.shell.user_ns
 
     def waiting(self) -> None:
         self._session.presenter.live_tick()

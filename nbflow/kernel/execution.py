@@ -29,6 +29,8 @@ class Shell(Protocol):
     """The parts of IPython's ``InteractiveShell`` the executor uses."""
 
     user_ns: dict[str, Any]
+    events: Any
+    display_pub: Any
 
     def transform_cell(self, raw_cell: str) -> str: ...
 

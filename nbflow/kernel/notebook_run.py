@@ -28,7 +28,7 @@ class CellDriver:
 
     def __init__(self, steps: Steps) -> None:
         self._steps = steps
-        self._pending: CallBody[Any] | Wait | Served | Starting | RunResult | None = None
+        self._pending: Any = None  # the next command; never Parked (a sequential run)
         self.result: RunResult | None = None
 
     def prime(self) -> None:

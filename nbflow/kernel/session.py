@@ -32,6 +32,7 @@ from nbflow.kernel.cache_policy import KernelCache
 from nbflow.kernel.child_views import find_child_run
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
+from nbflow.kernel.notebook_fan_out import FanOutCellDriver
 from nbflow.kernel.notebook_run import CellDriver
 from nbflow.kernel.views import (
     banner_view,
@@ -61,6 +62,7 @@ from nbflow.model.events import (
 )
 from nbflow.model.manifest import Manifest
 from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.parallel.executors import DASK_DEFAULT_PARALLEL
 from nbflow.snapshot import NamespaceCodec
 from nbflow.snapshot.filters import is_ipython_name
 from nbflow.snapshot.values import SnapshotValues
@@ -70,8 +72,8 @@ from nbflow.ui.model import AttemptBar
 from nbflow.ui.presenter import Presenter
 from nbflow.ui.text import duration
 
-DASK_DEFAULT_PARALLEL = 8
-"""Branches at once with ``--dask`` and no ``--parallel``: the cluster queues the rest."""
+BRANCH_OUTPUTS_MIME = "application/vnd.nbflow.branch-outputs+json"
+"""What ``end_notebook_run`` hands ``nbflow run``: state id → the outputs of its cell."""
 
 
 class StateFailedError(NbflowError):
@@ -184,7 +186,7 @@ class KernelSession:
         self._live_stale: dict[str, str] = {}
         """The states that were stale when the live run started (drawn so until reached)."""
         self.busy = False
-        self.notebook_run: CellDriver | None = None
+        self.notebook_run: CellDriver | FanOutCellDriver | None = None
 
     @property
     def flow_id(self) -> str:
@@ -297,7 +299,19 @@ class KernelSession:
             self.upstream[spec.id] = plan.upstream_of(spec.id)
         self.engine.announce_states = True  # each state happens in its own cell
         if resume_run is not None:
-            driver = CellDriver(self.engine.resume_steps(resume_run))
+            history = _usage(lambda: self.engine.history(resume_run))
+            config = read_manifest(self.home.artifacts, history.started.manifest_id).run_config
+            fan_out = isinstance(config.execution_mode, FanOutJoin)
+        else:
+            fan_out = isinstance(
+                RunConfig.model_validate_json(run_config_json).execution_mode, FanOutJoin
+            )
+        driver_of = FanOutCellDriver if fan_out else CellDriver
+        if fan_out:
+            self.branches.collect_outputs = True
+            self.shell.events.register("pre_run_cell", self._before_cell)
+        if resume_run is not None:
+            driver = driver_of(self.engine.resume_steps(resume_run))
             driver.prime()
         else:
             manifest = Manifest(
@@ -315,9 +329,30 @@ class KernelSession:
             request = StartRequest.for_manifest(
                 manifest, manifest_id, self.shell.user_ns, notes, use_cache, run_id
             )
-            driver = CellDriver(self.engine.start_steps(request))
+            driver = driver_of(self.engine.start_steps(request))
         self.notebook_run = driver
         self.mode = "notebook"
+
+    def _before_cell(self, info: Any) -> None:
+        """In a fan-out notebook run, a plain cell waits for the states above it."""
+        driver = self.notebook_run
+        raw = str(getattr(info, "raw_cell", "") or "")
+        if isinstance(driver, FanOutCellDriver) and not raw.lstrip().startswith("%%state"):
+            driver.barrier()
+
+    def end_notebook_run(self) -> None:
+        """After a notebook's last cell (``nbflow run``): a fan-out run finishes its
+        states, and what each branch showed is handed to the command, for its cell."""
+        driver = self.notebook_run
+        if not isinstance(driver, FanOutCellDriver):
+            return
+        self.shell.events.unregister("pre_run_cell", self._before_cell)
+        result = driver.finish()
+        outputs, self.branches.outputs = self.branches.outputs, {}
+        self.shell.display_pub.publish(
+            data={BRANCH_OUTPUTS_MIME: outputs, "text/plain": "nbflow: branch outputs"}
+        )
+        self._finish(result, set())
 
     async def state_cell(self, options: StateOptions, source: str) -> None:
         """A ``%%state`` cell: declare it, and in run mode run it now as a one-state run."""

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from nbflow.parallel.tasks import BranchTask, Finished
 
 DASK_ENV = "NBFLOW_DASK"
+DASK_DEFAULT_PARALLEL = 8
+"""Branches at once with ``--dask`` and no ``--parallel``: the cluster queues the rest."""
 
 
 class Executor(Protocol):

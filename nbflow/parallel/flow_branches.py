@@ -36,6 +36,9 @@ class FlowBranches:
     def received(self, spec: StateSpec, outcome: BranchOutcome) -> None:
         pass  # a Flow's functions print in their worker's own streams
 
+    def current(self) -> Any:
+        raise NotImplementedError("a Flow is not driven cell by cell")
+
     def waiting(self) -> None:
         pass
 

@@ -56,7 +56,7 @@ class OutputRecorder:
         self._size = 0
 
     def text(self, kind: str, text: str) -> None:
-        if self._size > _TEXT_LIMIT:
+        if not text or self._size > _TEXT_LIMIT:
             return
         self._size += len(text)
         if self._size > _TEXT_LIMIT:
@@ -124,3 +124,25 @@ def _display(record: OutputRecord) -> None:
     text = record.data.get("text/plain")
     if text is not None:
         print(text)
+
+
+def notebook_outputs(records: tuple[OutputRecord, ...]) -> list[dict[str, Any]]:
+    """Recorded outputs as the outputs of a notebook cell (nbformat 4)."""
+    outputs: list[dict[str, Any]] = []
+    for record in records:
+        if record.kind in ("stdout", "stderr"):
+            outputs.append({"output_type": "stream", "name": record.kind, "text": record.text})
+        elif record.kind == "result":
+            outputs.append(
+                {
+                    "output_type": "execute_result",
+                    "data": record.data,
+                    "metadata": record.metadata,
+                    "execution_count": None,
+                }
+            )
+        else:
+            outputs.append(
+                {"output_type": "display_data", "data": record.data, "metadata": record.metadata}
+            )
+    return outputs

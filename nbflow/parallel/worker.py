@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import traceback
 from multiprocessing.connection import Connection
@@ -103,6 +104,9 @@ def worker_error(exc: BaseException) -> ErrorInfo:
 
 def serve(connection: Connection, label: str) -> None:
     """A local pool worker: run the tasks that come over ``connection`` until it closes."""
+    # The kernel's stop button signals its whole process group: the driving process
+    # stops the branches itself (and records that), so a worker ignores it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = WorkerState(f"{label} (pid {os.getpid()})")
     while True:
         try:
