@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -173,6 +177,42 @@ def worker_pools() -> Iterator[None]:
     for pid in leftover:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def _wait_for_text(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def scheduler(tmp_path: Path, processes: list[int]) -> Iterator[str]:
+    """A scheduler and a worker (two worker processes under a nanny) on 127.0.0.1; the
+    scheduler's address."""
+    info = tmp_path / "scheduler.json"
+    logs = (tmp_path / "dask.log").open("w")
+    common = ["--no-dashboard", "--scheduler-file", str(info)]
+    started = subprocess.Popen(
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", *common],
+        stdout=logs,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    processes.append(started.pid)
+    _wait_for_text(info)
+    worker = subprocess.Popen(
+        [DASK, "worker", "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "2", *common],
+        stdout=logs,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    processes.append(worker.pid)
+    yield str(json.loads(info.read_text())["address"])
+    logs.close()
 
 
 def _descendants(pid: int) -> list[int]:

@@ -5,59 +5,21 @@ the end (``processes``, ``worker_pools``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import _wait_for_text
 from test_fan_out import diamond, events_of, of_kind
 
 from nbflow import Flow, RunPhase
 from nbflow.model.events import BranchAssigned, StateCompleted, StateFailed
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker_pools")]
-
-DASK = str(Path(sys.executable).parent / "dask")
-
-
-def wait_for(path: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists() or not path.read_text().strip():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def scheduler(tmp_path: Path, processes: list[int]) -> Iterator[str]:
-    """A scheduler and a worker (two worker processes under a nanny) on 127.0.0.1; the
-    scheduler's address."""
-    info = tmp_path / "scheduler.json"
-    logs = (tmp_path / "dask.log").open("w")
-    common = ["--no-dashboard", "--scheduler-file", str(info)]
-    started = subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", *common],
-        stdout=logs,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    processes.append(started.pid)
-    wait_for(info)
-    worker = subprocess.Popen(
-        [DASK, "worker", "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "2", *common],
-        stdout=logs,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    processes.append(worker.pid)
-    yield str(json.loads(info.read_text())["address"])
-    logs.close()
 
 
 def test_the_diamond_on_a_dask_cluster_gives_the_sequential_result(
@@ -95,7 +57,7 @@ def test_killing_a_dask_worker_mid_branch_still_completes_the_run_once_per_state
         return {**ctx, "victim": True}
 
     def kill_it() -> None:
-        wait_for(pid_file, timeout=120)
+        _wait_for_text(pid_file, timeout=120)
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         go.touch()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -105,6 +106,11 @@ def _interruptible(timer: _Timer) -> Iterator[None]:
             previous(signum, frame)
 
     global _state_task
+    if threading.current_thread() is not threading.main_thread():
+        # A worker thread (a Dask worker's): signals cannot be caught here, and the
+        # driving process enforces time limits and interrupts itself.
+        yield
+        return
     previous_int = signal.getsignal(signal.SIGINT)
     previous_alrm = signal.getsignal(signal.SIGALRM)
     _state_task = asyncio.current_task()

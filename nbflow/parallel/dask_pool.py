@@ -85,7 +85,15 @@ class DaskPool:
             raise _unreachable(self.name, exc) from None
 
     def resize(self, size: int) -> None:
-        self.size = size
+        """A LocalCluster of ours grows to ``size`` workers; another cluster is the
+        user's to size (branches beyond its workers wait in its queue)."""
+        if self._cluster is not None and size > self.size:
+            self._cluster.scale(size)
+            try:
+                self._client.wait_for_workers(size, timeout=60)
+            except (OSError, TimeoutError) as exc:
+                raise _unreachable(self.name, exc) from None
+        self.size = max(self.size, size)
 
     def submit(self, key: str, task: BranchTask) -> None:
         future = self._client.submit(run_claimed, task, key=key, pure=False, retries=0)

@@ -164,3 +164,15 @@ def test_resume_after_a_sigkill_of_the_kernel_while_two_branches_run(
         stream = home.events.read_range(record.run_id)
         done = [e.event.state_id for e in stream if isinstance(e.event, StateCompleted)]
         assert sorted(done) == ["a", "b", "c", "d"], "one completed attempt per state"
+
+
+def test_flow_run_on_a_dask_scheduler_started_as_processes(
+    kernels: KernelFactory, tmp_path: Path, scheduler: str
+) -> None:
+    kernel = kernels(NBFLOW_TEXT="1")
+    kernel.ok("%load_ext nbflow")
+    declare_diamond(kernel, tmp_path)
+    run = kernel.ok(f"%flow run --parallel 2 --dask {scheduler}")
+    assert "hello from b" in run.stdout
+    assert kernel.ok("print(d, pid_b != pid_c)").stdout.split() == ["23", "True"]
+    assert "on tcp://127.0.0.1:" in kernel.ok("%flow timeline").stdout
