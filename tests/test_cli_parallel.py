@@ -17,7 +17,13 @@ import nbformat
 import pytest
 from test_cli_run import descendants, nbflow_command
 
-from nbflow.model.events import BranchAssigned, FanOutStarted, StateCompleted, StateEntered
+from nbflow.model.events import (
+    BranchAssigned,
+    FanOutStarted,
+    StateCached,
+    StateCompleted,
+    StateEntered,
+)
 from nbflow.store import Home
 
 pytestmark = pytest.mark.slow
@@ -73,6 +79,23 @@ def test_nbflow_run_parallel_2_of_the_example_notebook(tmp_path: Path) -> None:
         started = max(order.index(("StateEntered", s)) for s in ("pb_spread", "pb_center"))
         ended = min(order.index(("StateCompleted", s)) for s in ("pb_spread", "pb_center"))
         assert started < ended, "both branches were running at once"
+    again = subprocess.run(
+        nbflow_command("run", "--parallel", "2", str(notebook)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    kept = cell_texts(notebook.with_name("parallel_branches.output.ipynb"))
+    assert "spread 0.998" in kept[4], "a state served from the cache keeps its outputs"
+    assert "center 2.998" in kept[5]
+    assert kept[8].strip() == "center 2.998, spread 0.998"
+    with Home(tmp_path / ".nbflow") as home:
+        newest = home.events.runs()[0]
+        stream = home.events.read_range(newest.run_id)
+        served = {e.event.state_id for e in stream if isinstance(e.event, StateCached)}
+        assert served == {"pb_data", "pb_spread", "pb_center", "pb_report"}
 
 
 def test_a_killed_parallel_notebook_run_resumes_with_the_same_command(

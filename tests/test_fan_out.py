@@ -24,6 +24,7 @@ from nbflow.model.events import (
     BranchAssigned,
     EventEnvelope,
     FanOutStarted,
+    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
@@ -301,3 +302,53 @@ def test_resume_after_a_sigkill_while_two_branches_run(
         assert ("c", 1) in attempts
         done = [e.event.state_id for e in stream if isinstance(e.event, StateCompleted)]
         assert sorted(done) == ["a", "b", "c", "d"]
+
+
+def test_an_unchanged_fan_out_run_is_served_from_the_cache(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+
+    def noted(ctx: dict[str, Any], name: str) -> None:
+        with open(ctx["log"], "a") as out:
+            out.write(name + "\n")
+
+    def a(ctx: dict[str, Any]) -> dict[str, Any]:
+        noted(ctx, "a")
+        return {**ctx, "x": 1}
+
+    def b(ctx: dict[str, Any]) -> dict[str, Any]:
+        noted(ctx, "b")
+        return {**ctx, "b": ctx["x"] + 1}
+
+    def c(ctx: dict[str, Any]) -> dict[str, Any]:
+        noted(ctx, "c")
+        return {**ctx, "c": ctx["x"] + 2}
+
+    def c_edited(ctx: dict[str, Any]) -> dict[str, Any]:
+        noted(ctx, "c")
+        return {**ctx, "c": 7}
+
+    def d(ctx: dict[str, Any]) -> dict[str, Any]:
+        noted(ctx, "d")
+        return {**ctx, "d": ctx["b"] * 10 + ctx["c"]}
+
+    start = {"log": str(log)}
+    with Flow("cached", tmp_path / "home") as flow:
+        flow.declare("a", a)
+        flow.declare("b", b, after=["a"])
+        flow.declare("c", c, after=["a"])
+        flow.declare("d", d, after=["b", "c"])
+        first = flow.run(start, parallel=2)
+        assert sorted(log.read_text().split()) == ["a", "b", "c", "d"]
+        again = flow.run(start, parallel=2)
+        assert again.phase is RunPhase.COMPLETED, again
+        assert sorted(log.read_text().split()) == ["a", "b", "c", "d"], "no state ran again"
+        served = [e.state_id for e in of_kind(events_of(flow, again.run_id), StateCached)]
+        assert sorted(served) == ["a", "b", "c", "d"]
+        assert again.final_snapshot_id == first.final_snapshot_id
+        flow.declare("c", c_edited, after=["a"])  # an edit of c
+        edited = flow.run(start, parallel=2)
+        served = [e.state_id for e in of_kind(events_of(flow, edited.run_id), StateCached)]
+        assert sorted(served) == ["a", "b"], "c and the state after it ran"
+        assert sorted(log.read_text().split()) == ["a", "b", "c", "c", "d", "d"]
+        final = flow.engine.codec.restore(edited.final_snapshot_id or "")
+        assert final["d"] == 27

@@ -389,7 +389,7 @@ def run_notebook(
                     index, cell, progress.state_outcome(index), time.monotonic() - started
                 )
             if fan_out and status == EXIT_OK:
-                status = _end_fan_out(kernel_client, notebook, cells, progress)
+                status = _end_fan_out(kernel_client, notebook, cells, progress, home)
         _write(notebook, output)
         progress.summary(status, output)
         return status
@@ -406,7 +406,7 @@ def check_dask(address: str) -> None:
 
 
 def _end_fan_out(
-    kernel_client: Any, notebook: Any, cells: list[StateCell], progress: Progress
+    kernel_client: Any, notebook: Any, cells: list[StateCell], progress: Progress, home: Home
 ) -> int:
     """After the last cell of a fan-out run: let its states finish, and put what each
     branch showed under its own cell."""
@@ -427,6 +427,7 @@ def _end_fan_out(
             nbformat.from_dict(o)  # type: ignore[no-untyped-call]
             for o in outputs
         ]
+        _carry_outputs(home, progress, cell.index, target)
         progress.cell(cell.index, target, progress.state_outcome(cell.index), 0.0)
     content = reply["content"]
     if content["status"] == "ok":

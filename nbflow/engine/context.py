@@ -98,6 +98,10 @@ class JsonContextCodec:
         changed = tuple(sorted(k for k in new if k not in old or old[k] != new[k]))
         return changed, tuple(sorted(k for k in old if k not in new))
 
+    def load(self, snapshot_id: str) -> Any:
+        """The document saved as ``snapshot_id`` (as :meth:`restore`)."""
+        return self.restore(snapshot_id)
+
     def same_variable(self, name: str, first: str, second: str) -> bool:
         """Whether key ``name`` has one value in documents ``first`` and ``second``."""
         one, two = self.restore(first), self.restore(second)

@@ -66,7 +66,7 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
 from nbflow.parallel.executors import Executor
 from nbflow.store.artifacts import ArtifactStore
-from nbflow.store.cache_index import SqliteCacheIndex
+from nbflow.store.cache_index import CacheEntry, SqliteCacheIndex
 from nbflow.store.events import EventStore
 from nbflow.store.leases import Lease, SqliteLeases, current_owner
 
@@ -296,7 +296,17 @@ class Engine(Generic[C]):
         log.info("run started from manifest %s", request.manifest_id)
         if executor is not None:
             progress = Progress(initial_snapshot_id, {}, {}, {}, {}, gated=self.announce_states)
-            fan = self._fan_out(request.manifest, order, bodies, writer, {}, {}, executor, progress)
+            fan = self._fan_out(
+                request.manifest,
+                order,
+                bodies,
+                writer,
+                {},
+                {},
+                executor,
+                progress,
+                request.use_cache,
+            )
             return (yield from fan.steps())
         return (
             yield from self._run_states(
@@ -669,13 +679,15 @@ class Engine(Generic[C]):
         children: Mapping[ChildKey, ChildRecord],
         executor: Executor,
         progress: Progress,
+        use_cache: bool = True,
     ) -> FanOut[C]:
         assert self.branches is not None
         replay_of = manifest.run_config.replay_of
         replayed = self.history(replay_of) if replay_of else None
         scope = self._scope(manifest, writer, facts, children, replayed)
+        cache = self._run_cache(manifest, use_cache)
         return FanOut(
-            self, manifest, order, bodies, writer, scope, self.branches, executor, progress
+            self, manifest, order, bodies, writer, scope, self.branches, executor, progress, cache
         )
 
     def _resume_fan_out(
@@ -855,6 +867,18 @@ class Engine(Generic[C]):
         writer: RunWriter,
     ) -> _Live[C] | None:
         """Complete the open attempt from the cache, if an intact entry has ``key``."""
+        found = self.cached_outputs(cache, key, base_snapshot_id, context, writer.run_id)
+        if found is None:
+            return None
+        entry, snapshot_id, reused_context = found
+        self.record_served(cache, entry, key, spec, snapshot_id, writer)
+        return _Live(snapshot_id, reused_context)
+
+    def cached_outputs(
+        self, cache: RunCache[C], key: str, base_snapshot_id: str, context: C, run_id: str
+    ) -> tuple[CacheEntry, str, C] | None:
+        """The first intact entry with ``key``, the snapshot of ``context`` with its
+        outputs put in, and that context; None if there is none."""
         for entry in cache.index.find(key, cache.manifest.flow_id):
             try:
                 reused = cache.policy.reuse(entry, context, base_snapshot_id)
@@ -865,24 +889,35 @@ class Engine(Generic[C]):
                 else:
                     snapshot_id = self.codec.capture(reused.context)
             except NbflowError as exc:  # damaged or gone: try the next, or run the code
-                RunLogger(writer.run_id).warning("cache entry not usable: %s", exc.message)
+                RunLogger(run_id).warning("cache entry not usable: %s", exc.message)
                 continue
-            writer.append(
-                StateCached(
-                    state_id=spec.id,
-                    from_run=entry.run_id,
-                    from_state=entry.state_id,
-                    key=key,
-                    saved_ms=entry.took_ms,
-                    computed_us=entry.created_us,
-                )
-            )
-            writer.stage(
-                StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id),
-                partial(cache.index.touch_in, entry=entry),
-            )
-            return _Live(snapshot_id, reused.context)
+            return entry, snapshot_id, reused.context
         return None
+
+    def record_served(
+        self,
+        cache: RunCache[C],
+        entry: CacheEntry,
+        key: str,
+        spec: StateSpec,
+        snapshot_id: str,
+        writer: RunWriter,
+    ) -> None:
+        """Record the open attempt of ``spec`` as served from ``entry``."""
+        writer.append(
+            StateCached(
+                state_id=spec.id,
+                from_run=entry.run_id,
+                from_state=entry.state_id,
+                key=key,
+                saved_ms=entry.took_ms,
+                computed_us=entry.created_us,
+            )
+        )
+        writer.stage(
+            StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id),
+            partial(cache.index.touch_in, entry=entry),
+        )
 
     def replay_manifest(self, run_id: str) -> tuple[Manifest, str, str]:
         """For a replay of ``run_id``: its manifest with ``replay_of`` set (stored), that

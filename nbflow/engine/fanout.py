@@ -29,6 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from nbflow.engine.attempt import error_from_exception
+from nbflow.engine.caching import RunCache
 from nbflow.engine.context import C
 from nbflow.engine.facts import FactScope
 from nbflow.engine.logs import RunLogger
@@ -40,12 +41,14 @@ from nbflow.model.errors import ErrorCategory, ErrorInfo
 from nbflow.model.events import (
     AttemptInterrupted,
     BranchAssigned,
+    Event,
     RetryScheduled,
     RunCompleted,
     RunStatus,
     StateCompleted,
     StateEntered,
     StateFailed,
+    StateKeyed,
     StateSkipped,
 )
 from nbflow.model.manifest import Manifest
@@ -55,6 +58,9 @@ from nbflow.parallel.tasks import BranchOutcome, BranchTask, Finished
 
 if TYPE_CHECKING:
     from nbflow.engine.core import Engine, Steps
+
+SERVED = "served"
+"""What :meth:`FanOut._enter` returns for an attempt completed from the cache."""
 
 POLL_S = 0.05
 """Longest wait for a branch before timers (backoff, timeouts) are looked at again."""
@@ -67,6 +73,10 @@ class MergingCodec(Protocol):
     """What joining branches needs of a codec, besides capture and restore."""
 
     def changes(self, before: str, after: str) -> Changes: ...
+
+    def load(self, snapshot_id: str) -> Any:
+        """The snapshot's context, apart from the driving process's own."""
+        ...
 
     def same_variable(self, name: str, first: str, second: str) -> bool: ...
 
@@ -148,6 +158,8 @@ class _Running:
     base: str
     since: float
     assigned: bool = False
+    key: str | None = None
+    """Its cache key: its outputs are indexed under it when it completes."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,7 @@ class FanOut(Generic[C]):
         runner: BranchRunner,
         executor: Executor,
         progress: Progress,
+        cache: RunCache[C] | None = None,
     ) -> None:
         self.engine = engine
         self.codec: MergingCodec = engine.codec  # type: ignore[assignment]
@@ -192,6 +205,7 @@ class FanOut(Generic[C]):
         self.scope = scope
         self.runner = runner
         self.executor = executor
+        self.cache = cache
         mode = manifest.run_config.execution_mode
         self.max_parallel: int = getattr(mode, "max_parallel", 1)
         self.initial = progress.initial_snapshot_id
@@ -347,13 +361,55 @@ class FanOut(Generic[C]):
     def _key(self, spec: StateSpec, attempt: int) -> str:
         return f"nbflow-{self.writer.run_id[:12]}-{spec.id}-{attempt}"
 
+    def _enter(self, spec: StateSpec, attempt: int, base: str, context: Any) -> str | None:
+        """Record the attempt, keyed; serve it from the cache if an entry fits (then it
+        is completed, and None returned), else its key (or None when it has none)."""
+        entered: list[Event] = [
+            StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base)
+        ]
+        if self.cache is None:
+            self.writer.append(*entered)
+            return None
+        if context is None:
+            context = self.codec.load(base)
+        keyed = self.cache.key(spec, base, context)
+        entered.append(
+            StateKeyed(
+                state_id=spec.id, key=keyed.key, reason=keyed.reason, facets=dict(keyed.facets)
+            )
+        )
+        if keyed.key is None:
+            self.writer.append(*entered)
+            return None
+        found = self.engine.cached_outputs(self.cache, keyed.key, base, context, self.writer.run_id)
+        if found is not None:
+            entry, snapshot_id, _ = found
+            changes = self.codec.changes(base, snapshot_id)
+            if self._conflict(spec.id, snapshot_id, changes) is None:
+                for event in entered:
+                    self.writer.stage(event)
+                self.engine.record_served(
+                    self.cache, entry, keyed.key, spec, snapshot_id, self.writer
+                )
+                self.writer.flush()
+                self.completed[spec.id] = snapshot_id
+                self.bases[spec.id] = base
+                self._changes[spec.id] = changes
+                self.log.for_attempt(spec.id, attempt).info("served from the cache")
+                return SERVED
+            self.conflicted.clear()  # run it: its own outputs are judged when it ends
+        self.writer.append(*entered)
+        return keyed.key
+
     def _dispatch(self, spec: StateSpec) -> None:
         attempt = self.attempts.get(spec.id, 0)
         base = self.base_of(spec.id)
+        cache_key = self._enter(spec, attempt, base, None)
+        if cache_key == SERVED:
+            return
         key = self._key(spec, attempt)
-        self.writer.append(StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base))
         self.executor.submit(key, self.runner.task(spec, key, base))
-        running = _Running(spec, attempt, base, time.monotonic())
+        running = _Running(spec, attempt, base, time.monotonic(), key=cache_key)
         self.running[key] = running
         worker = self.executor.worker_of(key)
         if worker is not None:
@@ -395,7 +451,14 @@ class FanOut(Generic[C]):
         if conflict is not None:
             self._failed(running, conflict)
             return
-        self.writer.append(StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id))
+        within = None
+        if self.cache is not None and running.key is not None:
+            took_ms = int((time.monotonic() - running.since) * 1000)
+            within = self.cache.record(
+                running.key, spec, self.writer.run_id, running.base, snapshot_id, took_ms
+            )
+        completed = StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id)
+        self.writer.append(completed, within=within)
         self.completed[spec.id] = snapshot_id
         self.bases[spec.id] = running.base
         self._changes[spec.id] = changes
@@ -457,8 +520,10 @@ class FanOut(Generic[C]):
         attempt = self.attempts.get(spec.id, 0)
         base = self.base_of(spec.id)
         context = self.engine.codec.restore(base)
-        self.writer.append(StateEntered(state_id=spec.id, attempt=attempt, base_snapshot_id=base))
-        running = _Running(spec, attempt, base, time.monotonic())
+        cache_key = self._enter(spec, attempt, base, context)
+        if cache_key == SERVED:
+            return
+        running = _Running(spec, attempt, base, time.monotonic(), key=cache_key)
         self.in_kernel_attempt = running
         try:
             result = yield CallBody(spec, attempt, self.bodies[spec.id], context, self.scope)

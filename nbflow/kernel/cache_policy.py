@@ -87,14 +87,23 @@ class KernelCache:
             entry = document.variable(name)
             return _identity(entry) if entry is not None else None
 
-        return self._keyed(spec, value_id)
+        return self._keyed(spec, value_id, namespace=context)
 
     def current_facets(self, spec: StateSpec) -> dict[str, str]:
         """The facets ``spec`` would have if it ran now on the kernel's variables (see
         :mod:`nbflow.cache.facets`); no value is hashed."""
         return dict(self._keyed(spec, lambda _name: "value", facets_only=True).facets)
 
-    def _keyed(self, spec: StateSpec, value_id: ValueId, *, facets_only: bool = False) -> Keyed:
+    def _keyed(
+        self,
+        spec: StateSpec,
+        value_id: ValueId,
+        *,
+        facets_only: bool = False,
+        namespace: dict[str, Any] | None = None,
+    ) -> Keyed:
+        """``namespace``: the variables the state will run on (the kernel's own, or in a
+        fan-out run its base snapshot's, restored apart)."""
         facts = code_facts(python_of(spec.source))
         facets = {"code": code_facet(spec.id, facts.normalized, spec.outputs)}
         reason: str | None = None
@@ -106,7 +115,8 @@ class KernelCache:
             reason = exc.message
         except OSError as exc:  # a declared input vanished or is unreadable: just run
             reason = f"its input {exc.filename!s} cannot be read ({exc.strerror})"
-        parts = KeyParts(self._session.shell.user_ns, value_id)
+        live = namespace if namespace is not None else self._session.shell.user_ns
+        parts = KeyParts(live, value_id)
         if facts.opaque is not None:
             reason = reason or f"it uses {facts.opaque}"
         else:
@@ -192,7 +202,7 @@ class KernelCache:
         kernel restores nothing. Every file is read (and checked) before anything changes,
         so that an entry that cannot be used leaves the namespace as it was."""
         session = self._session
-        namespace = session.shell.user_ns
+        namespace = context if isinstance(context, dict) else session.shell.user_ns
         files = [(relative, session.home.artifacts.get(aid)) for relative, aid in entry.files]
         base = session.snapshots.document(base_snapshot_id)
         saved = session.snapshots.document(entry.snapshot_id)

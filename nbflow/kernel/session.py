@@ -117,6 +117,10 @@ class KernelCodec:
         """Variables created or changed, and removed, from ``before`` to ``after``."""
         return self._session.snapshots.changes(before, after)
 
+    def load(self, snapshot_id: str) -> dict[str, Any]:
+        """The snapshot's variables in a namespace of their own (``user_ns`` untouched)."""
+        return self._session.snapshots.restore(snapshot_id)
+
     def same_variable(self, name: str, first: str, second: str) -> bool:
         """Whether ``name`` has one value in both snapshots."""
         return self._session.snapshots.same_variable(name, first, second)

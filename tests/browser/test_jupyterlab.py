@@ -671,6 +671,16 @@ slow_done = True"""
 """A state that blocks while ``hold`` exists: killed the first time, instant on resume."""
 
 
+BRANCH_STATE = """%%state {name} --after train
+import os, time
+open('{name}.started', 'w').close()
+{name}_until = time.monotonic() + 120  # a name of its own: the branches must not conflict
+while os.path.exists('hold2') and time.monotonic() < {name}_until:
+    time.sleep(0.05)
+{name}_value = 1"""
+"""A branch that waits while ``hold2`` exists: two of them run at once."""
+
+
 def newest_run(root: Path) -> tuple[str, str] | None:
     """(run id, status) of the newest run of the notebook, from nbflow's own database."""
     import sqlite3
@@ -932,6 +942,34 @@ def test_run_all_then_kill_the_kernel_and_resume_from_the_banner(
         notebook.run([check], 30)
         assert "model = 18" in notebook.text_of(check), notebook.text_of(check)
         notebook.screenshot(after, artifacts / "cached.png")
+
+        # Part 5: two branches with no path between them run at once in worker
+        # processes; the live DAG shows both running.
+        (lab_server.root / "hold2").touch()
+        for source in (BRANCH_STATE.format(name="left"), BRANCH_STATE.format(name="right")):
+            notebook.run([notebook.append(source)], 30)
+        parallel = notebook.append("%flow run --parallel 2 left right")
+        notebook.start(parallel)
+        deadline.wait_for(
+            "both branches to start",
+            lambda: all((lab_server.root / f"{n}.started").exists() for n in ("left", "right")),
+            60,
+            describe=notebook.describe,
+        )
+        if dag_mode == "widget":
+            both = {"left": "running", "right": "running"}
+            deadline.wait_for(
+                "the live DAG to show two running states at once",
+                lambda: all(dag_statuses(notebook, parallel).get(s) == v for s, v in both.items()),
+                30,
+                describe=lambda: f"live DAG {dag_statuses(notebook, parallel)}",
+            )
+        notebook.screenshot(parallel, artifacts / "parallel.png")
+        (lab_server.root / "hold2").unlink()
+        notebook.wait_finished([parallel], 60)
+        check = notebook.append("print('branches', left_value + right_value, model)")
+        notebook.run([check], 30)
+        assert "branches 2 18" in notebook.text_of(check), notebook.text_of(check)
 
     took = time.monotonic() - started
     total = TEST_BUDGET_S - deadline.remaining()

@@ -176,3 +176,21 @@ def test_flow_run_on_a_dask_scheduler_started_as_processes(
     assert "hello from b" in run.stdout
     assert kernel.ok("print(d, pid_b != pid_c)").stdout.split() == ["23", "True"]
     assert "on tcp://127.0.0.1:" in kernel.ok("%flow timeline").stdout
+
+
+def test_an_unchanged_parallel_run_executes_nothing_and_an_edit_what_it_affects(
+    kernels: KernelFactory, tmp_path: Path
+) -> None:
+    kernel = kernels(NBFLOW_TEXT="1")
+    kernel.ok("%load_ext nbflow")
+    declare_diamond(kernel, tmp_path)
+    kernel.ok("%flow run --parallel 2")
+    assert sorted(logged(tmp_path)) == ["a", "b", "c", "d"]
+    again = kernel.ok("%flow run --parallel 2")
+    assert sorted(logged(tmp_path)) == ["a", "b", "c", "d"], "nothing ran again"
+    assert again.text.count("cached from run") == 4, again.text
+    log = str(tmp_path / "log")
+    kernel.ok(f"%%state c --after a\nopen({log!r}, 'a').write('c\\n')\nc = 5\npid_c = os.getpid()")
+    kernel.ok("%flow run --parallel 2")
+    assert sorted(logged(tmp_path)) == ["a", "b", "c", "c", "d", "d"], "c and d ran"
+    assert kernel.ok("print(d)").stdout.strip() == "25"
