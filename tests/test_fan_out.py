@@ -352,3 +352,31 @@ def test_an_unchanged_fan_out_run_is_served_from_the_cache(tmp_path: Path) -> No
         assert sorted(log.read_text().split()) == ["a", "b", "c", "c", "d", "d"]
         final = flow.engine.codec.restore(edited.final_snapshot_id or "")
         assert final["d"] == 27
+
+
+def test_a_branch_that_records_a_fact_is_refused_and_runs_in_kernel_when_marked(
+    tmp_path: Path,
+) -> None:
+    import nbflow
+
+    def with_fact(ctx: dict[str, Any]) -> dict[str, Any]:
+        return {**ctx, "answer": nbflow.fact("answer", lambda: 42)}
+
+    with Flow("facts", tmp_path / "home") as flow:
+        flow.declare("a", lambda c: {**c, "a": 1})
+        flow.declare("asks", with_fact, after=["a"])
+        flow.declare("other", lambda c: {**c, "other": 2}, after=["a"])
+        refused = flow.run(parallel=2)
+        assert refused.phase is RunPhase.FAILED
+        assert refused.error is not None
+        assert refused.error.code == "fact_in_branch"
+        assert "--in-kernel" in (refused.error.message + str(refused.error.details))
+        flow.declare("asks", with_fact, after=["a"], in_kernel=True)
+        result = flow.run(parallel=2)
+        assert result.phase is RunPhase.COMPLETED, result
+        final = flow.engine.codec.restore(result.final_snapshot_id or "")
+        assert final["answer"] == 42
+        facts = [
+            e for e in events_of(flow, result.run_id) if type(e.event).__name__ == "FactRecorded"
+        ]
+        assert len(facts) == 1, "the fact was recorded by the kernel"

@@ -19,7 +19,7 @@ from typing import Any
 
 from nbflow.children.targets import FlowTarget, NotebookTarget, Process, Target
 from nbflow.engine.children import ChildRecord, child_run_id, default_key
-from nbflow.engine.facts import CURRENT_SCOPE, FactScope
+from nbflow.engine.facts import CURRENT_SCOPE, FactScope, refuse_in_branch
 from nbflow.errors import NbflowError
 from nbflow.model.events import ChildOf, ChildRunJoined, ChildRunSpawned
 from nbflow.model.parameters import encode_parameters
@@ -208,6 +208,7 @@ def child(
     one, its target and parameters do. Children with different keys run at the same time.
     """
     scope = CURRENT_SCOPE.get()
+    refuse_in_branch("nbflow.child", "child_in_branch")
     if scope is None or not scope.run_id:
         raise NbflowError(
             "child_outside_state",

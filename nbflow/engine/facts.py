@@ -158,6 +158,24 @@ class FactScope:
 
 CURRENT_SCOPE: ContextVar[FactScope | None] = ContextVar("nbflow_fact_scope", default=None)
 
+IN_BRANCH: ContextVar[str | None] = ContextVar("nbflow_in_branch", default=None)
+"""Set to the state's id while a parallel branch runs in a worker process, where nothing
+can be recorded: facts are refused there rather than silently not recorded."""
+
+
+def refuse_in_branch(what: str, code: str) -> None:
+    """Raise ``code`` if a parallel branch in a worker calls ``what``."""
+    state = IN_BRANCH.get()
+    if state is not None:
+        raise NbflowError(
+            code,
+            f"state {state!r} calls {what} in a worker process, where nothing is recorded "
+            "(only the kernel writes a run's events)",
+            name=state,
+            hint=f"mark the state --in-kernel (in_kernel=True for a Flow): it then runs in "
+            f"the kernel, between the branches, and {what} is recorded",
+        )
+
 
 def fact(key: str, fn: Callable[[], T]) -> T:
     """Call ``fn()`` once per run and ``key``; on retry, resume and replay return the
@@ -173,6 +191,7 @@ def fact(key: str, fn: Callable[[], T]) -> T:
     """
     scope = CURRENT_SCOPE.get()
     if scope is None:
+        refuse_in_branch("nbflow.fact", "fact_in_branch")
         return fn()
     if not isinstance(key, str) or not key:
         raise NbflowError("fact_key_invalid", f"a fact's key is a non-empty string, not {key!r}")
@@ -188,6 +207,7 @@ def now(key: str | None = None) -> dt.datetime:
     among the state's ``now()`` calls."""
     scope = CURRENT_SCOPE.get()
     if scope is None:
+        refuse_in_branch("nbflow.now", "fact_in_branch")
         return dt.datetime.now(dt.timezone.utc)
     recorded = fact(
         key if key is not None else scope.position_key("now"),
@@ -201,6 +221,7 @@ def seed(key: str | None = None) -> int:
     resume and replay. Without ``key``, keyed like :func:`now`."""
     scope = CURRENT_SCOPE.get()
     if scope is None:
+        refuse_in_branch("nbflow.seed", "fact_in_branch")
         return random_source.randbits(63)
     return fact(
         key if key is not None else scope.position_key("seed"),

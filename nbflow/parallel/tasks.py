@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from nbflow.model.errors import ErrorInfo
+from nbflow.model.plan import StateSpec
 from nbflow.parallel.outputs import OutputRecord
 
 if TYPE_CHECKING:
@@ -18,6 +19,11 @@ class BranchTask(Protocol):
     @property
     def key(self) -> str:
         """Unique per attempt: ``nbflow-<run>-<state>-<attempt>``."""
+        ...
+
+    @property
+    def spec(self) -> StateSpec:
+        """The state this is an attempt of."""
         ...
 
     @property

@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from nbflow.engine.facts import IN_BRANCH
 from nbflow.errors import NbflowError
 from nbflow.hashing.redact import KnownSecrets
 from nbflow.model.errors import ErrorCategory, ErrorInfo
@@ -72,12 +73,15 @@ class WorkerState:
     def run(self, task: BranchTask) -> BranchOutcome:
         """Run ``task``; an error outside the state's own code is a ``worker_error``."""
         with self.lock:
+            token = IN_BRANCH.set(task.spec.id)
             try:
                 outcome = task.run(self)
             except NbflowError as exc:
                 return BranchOutcome(None, error=exc.info(), worker=self.label)
             except Exception as exc:
                 return BranchOutcome(None, error=worker_error(exc), worker=self.label)
+            finally:
+                IN_BRANCH.reset(token)
         return BranchOutcome(
             outcome.snapshot_id,
             outcome.changed,
