@@ -45,16 +45,21 @@ def cell_texts(path: Path) -> list[str]:
     return texts
 
 
-def test_nbflow_run_parallel_2_of_the_example_notebook(tmp_path: Path) -> None:
-    notebook = tmp_path / EXAMPLE.name
-    shutil.copy(EXAMPLE, notebook)
-    done = subprocess.run(
-        nbflow_command("run", "--parallel", "2", str(notebook)),
+def run_parallel(notebook: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``nbflow run --parallel 2 NOTEBOOK`` in the notebook's folder, to its end."""
+    return subprocess.run(
+        nbflow_command("run", "--parallel", "2", *options, str(notebook)),
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=tmp_path,
+        cwd=notebook.parent,
     )
+
+
+def test_nbflow_run_parallel_2_of_the_example_notebook(tmp_path: Path) -> None:
+    notebook = tmp_path / EXAMPLE.name
+    shutil.copy(EXAMPLE, notebook)
+    done = run_parallel(notebook)
     assert done.returncode == 0, done.stderr
     texts = cell_texts(notebook.with_name("parallel_branches.output.ipynb"))
     assert "100000 values" in texts[3]
@@ -79,13 +84,7 @@ def test_nbflow_run_parallel_2_of_the_example_notebook(tmp_path: Path) -> None:
         started = max(order.index(("StateEntered", s)) for s in ("pb_spread", "pb_center"))
         ended = min(order.index(("StateCompleted", s)) for s in ("pb_spread", "pb_center"))
         assert started < ended, "both branches were running at once"
-    again = subprocess.run(
-        nbflow_command("run", "--parallel", "2", str(notebook)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    again = run_parallel(notebook)
     assert again.returncode == 0, again.stderr
     kept = cell_texts(notebook.with_name("parallel_branches.output.ipynb"))
     assert "spread 0.998" in kept[4], "a state served from the cache keeps its outputs"
@@ -132,13 +131,7 @@ def test_a_killed_parallel_notebook_run_resumes_with_the_same_command(
             os.kill(pid, signal.SIGKILL)
     first.wait(timeout=30)
     (tmp_path / "hold").unlink()
-    again = subprocess.run(
-        nbflow_command("run", "--parallel", "2", str(notebook)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    again = run_parallel(notebook)
     assert again.returncode == 0, again.stderr
     assert "resuming run" in again.stderr
     assert (tmp_path / "center.log").read_text().split() == ["run", "run"]

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.model.plan import StateSpec
 from nbflow.parallel.branches import CodeBranch
-from nbflow.parallel.executors import Executor, dask_address, open_executor
 from nbflow.parallel.outputs import notebook_outputs, show_outputs
+from nbflow.parallel.runners import Branches
 from nbflow.parallel.tasks import BranchOutcome, BranchTask
 from nbflow.snapshot.filters import is_ipython_name
 
@@ -20,25 +20,16 @@ if TYPE_CHECKING:
     from nbflow.kernel.session import KernelSession
 
 
-class KernelBranches:
+class KernelBranches(Branches):
     """The :class:`~nbflow.engine.fanout.BranchRunner` of a kernel."""
 
     def __init__(self, session: KernelSession) -> None:
+        super().__init__()
         self._session = session
-        self.dask: str | Any | None = None
-        """``--dask`` of the run being started (a resume uses ``$NBFLOW_DASK`` or the
-        local pool)."""
         self.collect_outputs = False
         """Keep what branches showed (``nbflow run`` puts it in their cells) instead of
         showing it in the running cell."""
         self.outputs: dict[str, list[dict[str, Any]]] = {}
-
-    def executor(self, max_parallel: int) -> Executor:
-        address = self.dask if self.dask is not None else dask_address(None)
-        return open_executor(max_parallel, address)
-
-    def in_kernel(self, spec: StateSpec) -> bool:
-        return spec.in_kernel or spec.always_run
 
     def task(self, spec: StateSpec, key: str, base_snapshot_id: str) -> BranchTask:
         session = self._session

@@ -15,7 +15,8 @@ from typing import Any
 from nbflow.engine.core import CallBody, Steps, advance
 from nbflow.engine.fanout import Barrier, Finish, Instruction, Parked, Release
 from nbflow.engine.results import RunResult
-from nbflow.kernel.execution import Shell, run_state_code
+from nbflow.kernel.execution import Shell
+from nbflow.kernel.notebook_run import run_in_cell
 
 
 class FanOutCellDriver:
@@ -40,13 +41,7 @@ class FanOutCellDriver:
         the run's result if it ended meanwhile."""
         command = self._send(Release(name))
         while isinstance(command, CallBody):
-            try:
-                with command.facts():
-                    await run_state_code(shell, command.spec.id, source, timeout_ms)
-            except BaseException as exc:  # handed to the run's steps, which decide
-                command = advance(self._steps, None, exc)
-            else:
-                command = advance(self._steps, shell.user_ns, None)
+            command = await run_in_cell(self._steps, command, shell, source, timeout_ms)
         self._pending = command
         return self._ended()
 

@@ -18,6 +18,19 @@ from nbflow.engine.results import RunResult
 from nbflow.kernel.execution import Shell, run_state_code
 
 
+async def run_in_cell(
+    steps: Steps, command: CallBody[Any], shell: Shell, source: str, timeout_ms: int | None
+) -> Any:
+    """Run ``command``'s state code in the cell being executed and hand its outcome (the
+    namespace, or what it raised) to ``steps``; their next command."""
+    try:
+        with command.facts():
+            await run_state_code(shell, command.spec.id, source, timeout_ms)
+    except BaseException as exc:  # handed to the run's steps, which decide
+        return advance(steps, None, exc)
+    return advance(steps, shell.user_ns, None)
+
+
 class CellDriver:
     """Holds a run's steps between cells and advances them when a state cell arrives.
 
@@ -63,13 +76,7 @@ class CellDriver:
             elif isinstance(command, Served):
                 command = advance(self._steps, None, None)  # cached: the code does not run
             else:
-                try:
-                    with command.facts():
-                        await run_state_code(shell, name, source, timeout_ms)
-                except BaseException as exc:  # handed to the run's steps, which decide
-                    command = advance(self._steps, None, exc)
-                else:
-                    command = advance(self._steps, shell.user_ns, None)
+                command = await run_in_cell(self._steps, command, shell, source, timeout_ms)
         self._pending = command
         return self._ended()
 

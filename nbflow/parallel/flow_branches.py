@@ -10,24 +10,17 @@ import cloudpickle
 
 from nbflow.model.plan import StateSpec
 from nbflow.parallel.branches import CallableBranch
-from nbflow.parallel.executors import Executor, dask_address, open_executor
+from nbflow.parallel.runners import Branches
 from nbflow.parallel.tasks import BranchOutcome, BranchTask
 
 
-class FlowBranches:
+class FlowBranches(Branches):
     """The :class:`~nbflow.engine.fanout.BranchRunner` of a ``Flow``."""
 
     def __init__(self, home: str, body_of: Callable[[str], Any]) -> None:
+        super().__init__()
         self._home = home
         self._body_of = body_of
-        self.dask: str | Any | None = None
-
-    def executor(self, max_parallel: int) -> Executor:
-        address = self.dask if self.dask is not None else dask_address(None)
-        return open_executor(max_parallel, address)
-
-    def in_kernel(self, spec: StateSpec) -> bool:
-        return spec.in_kernel or spec.always_run
 
     def task(self, spec: StateSpec, key: str, base_snapshot_id: str) -> BranchTask:
         body = cloudpickle.dumps(self._body_of(spec.id))
