@@ -29,15 +29,18 @@ class CodeBranch:
     """The notebook's folder: the worker runs the code there, as the kernel would."""
 
     def run(self, worker: WorkerState) -> BranchOutcome:
+        shell = worker.shell()
+        clock = time.perf_counter()
+        try:
+            return self._run(shell, worker.namespace_codec(self.home), clock)
+        finally:
+            _clear(shell)  # an idle worker holds none of the state's data
+
+    def _run(self, shell: Any, codec: Any, clock: float) -> BranchOutcome:
         from nbflow.kernel.execution import run_state_code
 
-        shell = worker.shell()
-        codec = worker.namespace_codec(self.home)
-        clock = time.perf_counter()
         namespace = shell.user_ns
-        for name in [n for n in namespace if not is_ipython_name(n)]:
-            if name not in shell.user_ns_hidden:
-                del namespace[name]
+        _clear(shell)
         codec.restore(self.base_snapshot_id, into=namespace)
         restored = time.perf_counter()
         recorder = OutputRecorder()
@@ -105,6 +108,14 @@ class CallableBranch:
                 "capture": time.perf_counter() - ran,
             },
         )
+
+
+def _clear(shell: Any) -> None:
+    """Remove the user's variables from ``shell``'s namespace (IPython's own stay)."""
+    namespace = shell.user_ns
+    for name in [n for n in namespace if not is_ipython_name(n)]:
+        if name not in shell.user_ns_hidden:
+            del namespace[name]
 
 
 class _working_directory:  # noqa: N801 - used as a context manager, like contextlib's

@@ -67,7 +67,8 @@ class WorkerState:
         if self._shell is None:
             from IPython.core.interactiveshell import InteractiveShell
 
-            self._shell = InteractiveShell.instance(colors="NoColor")
+            # No output cache: a branch's last value must not stay referenced by Out.
+            self._shell = InteractiveShell.instance(colors="NoColor", cache_size=0)
         return self._shell
 
     def run(self, task: BranchTask) -> BranchOutcome:
