@@ -160,3 +160,16 @@ def test_show_draws_a_cut_off_state_as_interrupted(tmp_path: Path) -> None:
         if "nbflow-state" in (element.get("class") or "").split()
     }
     assert statuses == {"first": "completed", "second": "interrupted"}
+
+
+def test_show_run_finds_the_history_of_the_notebook_folder_below(tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    run_demo([str(notebooks)])
+    run_id = run_id_of(notebooks)
+    shown = nbflow("show", run_id[:8], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert run_id[:8] in shown.stdout
+    missing = nbflow("show", "ffffffff", cwd=tmp_path)
+    assert missing.returncode != 0
+    assert "no history in .nbflow" in missing.stderr

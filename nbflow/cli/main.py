@@ -136,6 +136,33 @@ def _existing_home(path: Path) -> Home:
     return Home(candidate)
 
 
+SEARCH_DEPTH = 3
+"""How deep below the working directory ``nbflow show RUN`` looks for notebook folders."""
+
+
+def _home_with_run(default: Path, run: str) -> Path:
+    """``default`` if it has a history; else the one history below the working directory
+    (a notebook folder's ``.nbflow``, as ``nbflow runs`` lists them) that holds ``run``."""
+    if (default / "nbflow.db").exists():
+        return default
+    found: list[Path] = []
+    for depth in range(1, SEARCH_DEPTH + 1):
+        for database in sorted(
+            Path(".").glob("/".join(["*"] * depth) + f"/{HOME_DIRNAME}/nbflow.db")
+        ):
+            with Home(database.parent) as home:
+                if home.events.find_runs(run):
+                    found.append(database.parent)
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise CommandLineError(
+            f"nbflow show: run {run} is in more than one history ({', '.join(map(str, found))}); "
+            "name the notebook: nbflow show NOTEBOOK.ipynb RUN"
+        )
+    return default
+
+
 def papermill_pairs(argv: list[str]) -> list[str]:
     """``-p NAME VALUE`` (papermill's form) rewritten as ``-p NAME=VALUE``."""
     rewritten: list[str] = []
@@ -209,7 +236,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
     if args.command == "show":
         notebook, run = _show_targets(args.targets)
-        with _existing_home(_home_of(args.home, str(notebook) if notebook else None)) as home:
+        where = _home_of(args.home, str(notebook) if notebook else None)
+        if run is not None and notebook is None and not args.home:
+            where = _home_with_run(where, run)
+        with _existing_home(where) as home:
             return commands.show(home, run, args.svg, args.json, notebook)
     if args.command == "verify":
         with _existing_home(Path(args.dir)) as home:
