@@ -32,6 +32,7 @@ from nbflow.kernel.cache_policy import KernelCache
 from nbflow.kernel.child_views import find_child_run
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
+from nbflow.kernel.ipython_names import ipython_owned
 from nbflow.kernel.notebook_fan_out import FanOutCellDriver
 from nbflow.kernel.notebook_run import CellDriver
 from nbflow.kernel.views import (
@@ -156,6 +157,7 @@ class KernelSession:
         """Secret values of this kernel: credential-like environment variables and the
         values of withheld variables. Nothing nbflow writes holds one."""
         self.snapshots = NamespaceCodec(self.home.artifacts, secrets=self.secrets)
+        self.snapshots.owned = ipython_owned(shell)
         self.cache_policy = KernelCache(self)
         self.engine: Engine[dict[str, Any]] = Engine(
             self.home.artifacts,

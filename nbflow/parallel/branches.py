@@ -13,7 +13,6 @@ from nbflow.model.plan import StateSpec
 from nbflow.parallel.outputs import OutputRecorder
 from nbflow.parallel.tasks import BranchOutcome
 from nbflow.parallel.worker import WorkerState
-from nbflow.snapshot.filters import is_ipython_name
 
 
 @dataclass(frozen=True)
@@ -112,10 +111,12 @@ class CallableBranch:
 
 def _clear(shell: Any) -> None:
     """Remove the user's variables from ``shell``'s namespace (IPython's own stay)."""
+    from nbflow.kernel.ipython_names import ipython_owned
+
+    owned = ipython_owned(shell)
     namespace = shell.user_ns
-    for name in [n for n in namespace if not is_ipython_name(n)]:
-        if name not in shell.user_ns_hidden:
-            del namespace[name]
+    for name in [n for n, value in namespace.items() if not owned(n, value)]:
+        del namespace[name]
 
 
 class _working_directory:  # noqa: N801 - used as a context manager, like contextlib's

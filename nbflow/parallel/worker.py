@@ -57,9 +57,12 @@ class WorkerState:
         """A :class:`NamespaceCodec` over ``path``'s artifacts, kept (its capture memory
         makes the next capture incremental)."""
         if path not in self._codecs:
+            from nbflow.kernel.ipython_names import ipython_owned
             from nbflow.snapshot.codec import NamespaceCodec
 
-            self._codecs[path] = NamespaceCodec(self.home(path).artifacts, secrets=self.secrets)
+            codec = NamespaceCodec(self.home(path).artifacts, secrets=self.secrets)
+            codec.owned = ipython_owned(self.shell())
+            self._codecs[path] = codec
         return self._codecs[path]
 
     def shell(self) -> Any:

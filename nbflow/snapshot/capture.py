@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -144,8 +144,12 @@ class Capture:
         memory: CaptureMemory,
         workers: int,
         secrets: KnownSecrets | None = None,
+        owned: Callable[[str, Any], bool] | None = None,
     ) -> None:
         self._artifacts = artifacts
+        self._owned = owned
+        """Whether a name's value is IPython's (a kernel decides from its shell); without
+        it, IPython's names are known by name."""
         self._secrets = secrets if secrets is not None else KnownSecrets()
         self._memory = memory
         self._workers = workers
@@ -194,9 +198,9 @@ class Capture:
 
     def _sort(self, namespace: Mapping[str, Any]) -> None:
         for name in sorted(n for n in namespace if isinstance(n, str)):
-            if is_ipython_name(name):
-                continue
             value = namespace[name]
+            if self._owned(name, value) if self._owned is not None else is_ipython_name(name):
+                continue
             try:
                 withheld = self._memory.screen.withhold_reason(name, value)
             except Exception as exc:  # a value whose inspection fails is not trusted

@@ -13,7 +13,7 @@ How a namespace becomes a snapshot (details in the modules named):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from nbflow.hashing.redact import KnownSecrets
@@ -47,6 +47,9 @@ class NamespaceCodec:
         is written."""
         self._workers = workers if workers is not None else default_workers()
         self._memory = CaptureMemory()
+        self.owned: Callable[[str, Any], bool] | None = None
+        """Whether a name's value is IPython's, decided by the kernel from its shell
+        (:mod:`nbflow.kernel.ipython_names`); None: IPython's names by name."""
         self._last_report: CaptureReport | None = None
         self._last_restore: RestoreReport | None = None
 
@@ -57,7 +60,7 @@ class NamespaceCodec:
         values that cannot be pickled are skipped; both are listed in the snapshot with the
         reason and in :attr:`last_report`, and neither stops the capture.
         """
-        capture = Capture(self._artifacts, self._memory, self._workers, self.secrets)
+        capture = Capture(self._artifacts, self._memory, self._workers, self.secrets, self.owned)
         snapshot_id, _, report = capture.run(context)
         self._last_report = report
         return snapshot_id
