@@ -4,6 +4,7 @@ moments. Every process a test starts is killed by pid at its end."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -127,7 +128,8 @@ def test_parent_killed_while_the_child_runs(
     if child_too:
         doomed = [cli.pid, *descendants(cli.pid)]
     for pid in doomed:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a child that ended meanwhile
+            os.kill(pid, signal.SIGKILL)
     cli.wait(timeout=30)
     (tmp_path / "child" / "hold-north").unlink()
 
@@ -160,7 +162,8 @@ def test_parent_killed_after_the_child_completed(tmp_path: Path, processes: list
     cli = start_parent(tmp_path, processes)
     wait_for(tmp_path / "parent.log", "joined", cli)
     for pid in [cli.pid, *descendants(cli.pid)]:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a child that ended meanwhile
+            os.kill(pid, signal.SIGKILL)
     cli.wait(timeout=30)
     (tmp_path / "hold-parent").unlink()
     child_log = (tmp_path / "child" / "child.log").read_text()

@@ -85,7 +85,8 @@ def test_run_is_killed_in_state_3_and_the_same_command_resumes_it(tmp_path: Path
     kernels = descendants(cli.pid)
     assert kernels, "the kernel is a child of the command"
     for pid in [cli.pid, *kernels]:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a child that ended meanwhile
+            os.kill(pid, signal.SIGKILL)
     cli.wait(timeout=30)
     (tmp_path / "hold").unlink()
     assert log.read_text().split() == ["load", "clean", "train"]
