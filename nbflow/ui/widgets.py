@@ -1,9 +1,14 @@
-"""ipywidgets 8 presentation: DAG and timeline pictures, run history and restart banner
-with buttons, and a progress bar. Standard widgets only (HTML, Button, IntProgress,
+"""Rich presentation: the DAG and timeline as pictures, the live DAG of a run, and the
+run history and restart banner as ipywidgets 8 (standard widgets only: HTML, Button,
 Output, boxes), so they render in JupyterLab, Notebook 7 and VS Code.
 
-Every widget is displayed together with its text rendering as ``text/plain``, so
-terminals and text exports show the same content as :class:`TextPresenter`.
+Pictures are not widgets: a DAG or a timeline is displayed as ``image/svg+xml`` and
+``text/html`` (the same SVG inline), besides ``text/plain``, and the live DAG is that
+display updated in place (``update_display_data``). So a saved notebook shows them where
+no kernel runs (reopened, on GitHub, in nbviewer, in an HTML export), and the last
+picture of a run stays. Widgets remain where there are buttons; they carry ``text/html``
+and ``text/plain`` too. Every display carries the text rendering of
+:class:`TextPresenter` as ``text/plain``.
 """
 
 from __future__ import annotations
@@ -32,11 +37,25 @@ def _text_of(draw: Callable[[TextPresenter], None]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-def show(widget: widgets.Widget, text: str) -> None:
-    """Display ``widget`` with ``text`` as its plain-text form."""
+def show(widget: widgets.Widget, text: str, static_html: str | None = None) -> None:
+    """Display ``widget`` with ``text`` as its plain-text form (and ``static_html`` for
+    frontends without a kernel)."""
     bundle: dict[str, Any] = widget._repr_mimebundle_()
     bundle["text/plain"] = text
+    bundle["text/html"] = static_html or f"<pre>{html.escape(text)}</pre>"
     display(bundle, raw=True)  # type: ignore[no-untyped-call]
+
+
+def picture_bundle(svg: str, text: str, above: str = "", below: str = "") -> dict[str, str]:
+    """A picture as SVG, as HTML (the SVG inline, with lines ``above`` and ``below`` it)
+    and as text."""
+    inline = f'<div class="nbflow-picture" style="overflow:auto">{above}{svg}{below}</div>'
+    return {"image/svg+xml": svg, "text/html": inline, "text/plain": text}
+
+
+def show_picture(bundle: dict[str, str]) -> Any:
+    """Display a picture bundle; the display's handle (to update it in place)."""
+    return display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
 
 
 def plan_svg(view: PlanView) -> tuple[str, str | None]:
@@ -72,9 +91,9 @@ class WidgetPresenter:
 
     def __init__(self, actions: RunActions) -> None:
         self._actions = actions
-        self._dag: widgets.HTML | None = None
-        self._bar: widgets.IntProgress | None = None
-        self._label: widgets.HTML | None = None
+        self._live: Any = None
+        """The display handle of the live DAG of the run in progress."""
+        self._live_drawn: tuple[PlanView, int, int, str | None] | None = None
         self._started = 0.0
         self._tasks: set[asyncio.Future[None]] = set()
         self.last_banner: widgets.VBox | None = None
@@ -110,16 +129,12 @@ class WidgetPresenter:
 
     def plan(self, view: PlanView) -> None:
         svg, hint = plan_svg(view)
-        parts: list[widgets.Widget] = [widgets.HTML(svg, layout=widgets.Layout(overflow="auto"))]
-        if hint:
-            parts.append(widgets.HTML(f"<small>{html.escape(hint)}</small>"))
-        show(widgets.VBox(parts), _text_of(lambda t: t.plan(view)))
+        below = f"<div><small>{html.escape(hint)}</small></div>" if hint else ""
+        show_picture(picture_bundle(svg, _text_of(lambda t: t.plan(view)), below=below))
 
     def timeline(self, run_id: str, bars: list[AttemptBar]) -> None:
-        show(
-            widgets.HTML(timeline_svg(run_id, bars), layout=widgets.Layout(overflow="auto")),
-            _text_of(lambda t: t.timeline(run_id, bars)),
-        )
+        text = _text_of(lambda t: t.timeline(run_id, bars))
+        show_picture(picture_bundle(timeline_svg(run_id, bars), text))
 
     def runs(self, rows: list[RunRow]) -> None:
         if not rows:
@@ -218,46 +233,56 @@ class WidgetPresenter:
         show(box, _text_of(lambda t: t.banner(view)))
 
     def progress(self, state_id: str, attempt: int, what: str) -> None:
-        if self._bar is not None and what in ("started", "completed"):
+        if self._live is not None and what in ("started", "completed"):
             return  # the live picture shows these
         TextPresenter().progress(state_id, attempt, what)
 
     def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
-        if self._dag is not None and time.monotonic() - self._drawn < LIVE_INTERVAL_S:
+        if self._live is not None and time.monotonic() - self._drawn < LIVE_INTERVAL_S:
             self._pending = (view, done, total, current)  # drawn by the next call or the end
             return
         self._pending = None
         self._drawn = time.monotonic()
-        svg, _ = plan_svg(view)
-        if self._dag is None or self._bar is None or self._label is None:
+        if self._live is None:
             self._started = time.monotonic()
-            self._dag = widgets.HTML(svg, layout=widgets.Layout(overflow="auto"))
-            self._bar = widgets.IntProgress(value=done, min=0, max=max(total, 1))
-            self._label = widgets.HTML()
-            show(
-                widgets.VBox([widgets.HBox([self._bar, self._label]), self._dag]),
-                f"nbflow: running {total} states",
-            )
-        self._dag.value = svg
-        self.last_live_svg = svg
+        bundle = self._live_bundle(view, done, total, current, None)
+        if self._live is None:
+            self._live = show_picture(bundle)
+        else:
+            self._live.update(bundle, raw=True)
+        self._live_drawn = (view, done, total, current)
         self.live_updates += 1
-        self._bar.max = max(total, 1)
-        self._bar.value = done
+
+    def _live_bundle(
+        self, view: PlanView, done: int, total: int, current: str | None, outcome: str | None
+    ) -> dict[str, str]:
+        svg, _ = plan_svg(view)
+        self.last_live_svg = svg
         elapsed = int((time.monotonic() - self._started) * 1000)
-        now = f" · running <b>{html.escape(current)}</b>" if current else ""
-        self._label.value = f"{done}/{total} states{now} · {duration(elapsed)}"
+        if outcome is None:
+            now = f" · running <b>{html.escape(current)}</b>" if current else ""
+        else:
+            now = f" · {html.escape(outcome)}"
+        header = (
+            f'<div class="nbflow-live"><progress value="{done}" max="{max(total, 1)}">'
+            f"</progress> {done}/{total} states{now} · {duration(elapsed)}</div>"
+        )
+        # The text stays the same across updates: the lines of text around it say what
+        # happened, and a consumer that keeps only the first display sees the same.
+        return picture_bundle(svg, f"nbflow: running {total} states", above=header)
 
     def live_tick(self) -> None:
         if self._pending is not None and time.monotonic() - self._drawn >= LIVE_INTERVAL_S:
             self.live(*self._pending)
 
     def live_end(self, outcome: str) -> None:
-        if self._pending is not None:
-            self._drawn = 0.0
-            self.live(*self._pending)
-        if self._bar is not None:
-            self._bar.bar_style = "success" if outcome == "completed" else "danger"
-        self._dag = self._bar = self._label = None
+        """The run ended: its live DAG becomes its final picture."""
+        drawn = self._pending or self._live_drawn
+        if self._live is not None and drawn is not None:
+            view, done, total, _ = drawn
+            self._live.update(self._live_bundle(view, done, total, None, outcome), raw=True)
+            self.live_updates += 1
+        self._live = self._live_drawn = self._pending = None
 
     def _launch(
         self,
