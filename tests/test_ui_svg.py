@@ -415,3 +415,27 @@ def test_two_hundred_states_on_the_timeline() -> None:
     assert len(classed(root, "nbflow-attempt")) == 200
     assert classed(root, "nbflow-axis-bottom")  # a tall chart repeats its axis at the bottom
     assert float(root.get("height", "0")) < 200 * 20
+
+
+def test_an_html_export_of_an_executed_example_notebook_holds_the_dag_as_svg(
+    tmp_path: Path,
+) -> None:
+    """`jupyter nbconvert --to html` of the quick start as saved: its `%flow show` output
+    is an SVG with one node per state, no kernel needed."""
+    import subprocess
+    import sys
+
+    source = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+    shutil.copy(source, tmp_path / source.name)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", source.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "quickstart.html").read_text()
+    states = set(re.findall(r'class="node nbflow-state" data-state="([^"]+)"', page))
+    assert states == {"qs_load", "qs_clean", "qs_features", "qs_train"}, states
+    assert "Error displaying widget" not in page

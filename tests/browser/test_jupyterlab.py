@@ -477,6 +477,17 @@ _APPEND_JS = (
 )
 
 
+_SAVE_AND_SHUT_DOWN_JS = (
+    "async (arg) => {"
+    + _FIND_PANEL
+    + """
+    await panel.context.save();
+    await panel.sessionContext.shutdown();
+    return true;
+}"""
+)
+
+
 def output_text(outputs: list[dict[str, Any]]) -> str:
     """What a cell's outputs say, as text."""
     parts = []
@@ -615,6 +626,10 @@ class Notebook:
     def shown_text(self, index: int) -> str:
         """The visible text of cell ``index``'s output area (rendered widgets included)."""
         return self.output(index).inner_text()
+
+    def save_and_shut_down(self) -> None:
+        """Save the notebook and shut its kernel down, as closing JupyterLab would."""
+        self.page.evaluate(_SAVE_AND_SHUT_DOWN_JS, {"path": self.path})
 
     def append(self, source: str) -> int:
         index: int = self.page.evaluate(_APPEND_JS, {"path": self.path, "source": source})
@@ -799,6 +814,24 @@ def expect_dag(notebook: Notebook, index: int, expected: dict[str, str]) -> str:
     return mode
 
 
+def expect_saved_picture(notebook: Notebook, index: int, selector: str, expected: int) -> None:
+    """Wait until the saved output of cell ``index`` shows ``expected`` elements matching
+    ``selector``, and no broken widget."""
+
+    def shown() -> bool:
+        return bool(notebook.output(index).locator(selector).count() == expected)
+
+    notebook.deadline.wait_for(
+        f"the saved picture of cell {index} to show",
+        shown,
+        30,
+        describe=lambda: notebook.shown_text(index),
+    )
+    text = notebook.shown_text(index)
+    assert "Error displaying widget" not in text, text
+    assert "Loading widget" not in text, text
+
+
 def banner_widget(notebook: Notebook, index: int) -> Locator:
     resume = Widgets.button(notebook.page, Widgets.RESUME)
     return notebook.output(index).locator(Widgets.BANNER).filter(has=resume)
@@ -970,6 +1003,15 @@ def test_run_all_then_kill_the_kernel_and_resume_from_the_banner(
         check = notebook.append("print('branches', left_value + right_value, model)")
         notebook.run([check], 30)
         assert "branches 2 18" in notebook.text_of(check), notebook.text_of(check)
+
+        # Part 6: saved, its kernel shut down and the page opened again, the notebook
+        # still shows the DAG and the timeline (pictures, not widgets): no broken widget.
+        notebook.save_and_shut_down()
+        notebook.open()
+        pictures = ((4, Widgets.STATE, 3), (timeline, "rect.nbflow-attempt", 2))
+        for index, selector, expected in pictures:
+            expect_saved_picture(notebook, index, selector, expected)
+        notebook.screenshot(4, artifacts / "reopened.png")
 
     took = time.monotonic() - started
     total = TEST_BUDGET_S - deadline.remaining()
