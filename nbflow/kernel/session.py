@@ -42,6 +42,7 @@ from nbflow.kernel.views import (
     plan_view,
     run_bars,
     run_row,
+    session_bars,
     snapshot_size,
 )
 from nbflow.model.config import FanOutJoin, RunConfig
@@ -192,6 +193,8 @@ class KernelSession:
         self._live_stale: dict[str, str] = {}
         """The states that were stale when the live run started (drawn so until reached)."""
         self.busy = False
+        self.session_runs: dict[str, None] = {}
+        """The runs this kernel drove (started or resumed), in order."""
         self.notebook_run: CellDriver | FanOutCellDriver | None = None
 
     @property
@@ -724,6 +727,7 @@ class KernelSession:
 
     def _on_event(self, envelope: EventEnvelope) -> None:
         event = envelope.event
+        self.session_runs.setdefault(envelope.run_id, None)
         if isinstance(event, CheckpointsDiscarded):
             again = ", ".join(repr(s) for s in event.states) or "no state"
             self.presenter.message(
@@ -843,7 +847,13 @@ class KernelSession:
 
     def timeline(self, run: str | None) -> None:
         """``%flow timeline [RUN]``; RUN may also be a child run this notebook started,
-        whose history is in its own folder."""
+        whose history is in its own folder. Without RUN, in run mode: every state this
+        kernel ran, across its one-state runs, on one axis."""
+        if run is None and self.mode == "run" and self.session_runs:
+            bars = session_bars(self.home.events, list(self.session_runs), self._snapshot_size)
+            runs = len(self.session_runs)
+            self.presenter.timeline(f"this kernel ({runs} run{'s' * (runs != 1)})", bars)
+            return
         child = None
         if run is not None and not self.home.events.find_runs(run):
             child = find_child_run(self.home.events, self.flow_id, run)

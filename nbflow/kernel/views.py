@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nbflow.engine.plan import topological_order
 from nbflow.engine.staleness import HISTORY_DEPTH, last_completions, stale_states
@@ -211,6 +211,23 @@ def run_bars(
 ) -> list[AttemptBar]:
     """A run's attempts and its child runs, on one time axis (the timeline's rows)."""
     return with_children(attempt_bars(stream, size_of), stream)
+
+
+def session_bars(
+    events: EventStore, run_ids: list[str], size_of: Callable[[str], int | None] | None = None
+) -> list[AttemptBar]:
+    """The attempts of several runs on one time axis, from the first run's start: the
+    states a kernel ran in run mode, one-state run after one-state run."""
+    found: list[AttemptBar] = []
+    origin: int | None = None
+    for run_id in run_ids:
+        stream = events.read_range(run_id)
+        if not stream:
+            continue
+        origin = stream[0].at_us if origin is None else origin
+        shift = (stream[0].at_us - origin) // 1000
+        found += [replace(bar, start_ms=bar.start_ms + shift) for bar in run_bars(stream, size_of)]
+    return sorted(found, key=lambda bar: bar.start_ms)
 
 
 def plan_staleness(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 from typing import TextIO
 
@@ -20,6 +21,14 @@ MARKS = {
     "interrupted": "‖",
     "restored": "↺",
 }
+
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def run_label(run_id: str) -> str:
+    """``run 3f2a91c0`` for a run id; any other label (a kernel's session) as it is."""
+    return f"run {run_id[:8]}" if _RUN_ID.fullmatch(run_id) else run_id
 
 
 def clock(at_us: int) -> str:
@@ -106,7 +115,7 @@ class TextPresenter:
             )
 
     def timeline(self, run_id: str, bars: list[AttemptBar]) -> None:
-        self._print(f"timeline of run {run_id[:8]}:")
+        self._print(f"timeline of {run_label(run_id)}:")
         if not bars:
             self._print("  (no attempts)")
             return

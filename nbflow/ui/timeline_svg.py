@@ -22,7 +22,7 @@ from __future__ import annotations
 from nbflow.ui.colors import EDGE, FONT_FAMILY, FOREGROUND, OUTCOME_COLORS, OUTCOMES, Swatch
 from nbflow.ui.dag_svg import clean_text, escape, legend_svg, picture_id, shorten, text_width
 from nbflow.ui.model import AttemptBar
-from nbflow.ui.text import duration
+from nbflow.ui.text import duration, run_label
 
 MIN_BAR_PX = 3.0
 """The narrowest an attempt is drawn, however short it was."""
@@ -90,9 +90,8 @@ def render_timeline_svg(
     children = sum(bar.child is not None for bar in bars)
     states = len({bar.state_id for bar in bars if bar.child is None})
     spawned = f" · {children} child runs" if children else ""
-    title = (
-        f"run {run_id[:8]} · {states} states · {attempts} attempts{spawned} · {duration(total_ms)}"
-    )
+    counts = f"{states} states · {attempts} attempts{spawned}"
+    title = f"{run_label(run_id)} · {counts} · {duration(total_ms)}"
     legend, legend_height = legend_svg(_outcome_legend(hatch), _MARGIN, 30, width - 2 * _MARGIN)
     axis_y = 30 + legend_height + 18
     top = axis_y + 6
@@ -325,7 +324,7 @@ def _outcome_legend(hatch: str) -> list[tuple[str, str]]:
 
 
 def _empty_svg(run_id: str, width: int) -> str:
-    message = clean_text(f"No attempts recorded in run {run_id[:8]} yet.")
+    message = clean_text(f"No attempts recorded in {run_label(run_id)} yet.")
     return (
         f'<svg xmlns="{_SVG_NS}" class="nbflow-timeline" width="{width}" height="44" '
         f'viewBox="0 0 {width} 44" font-family="{FONT_FAMILY}" style="{FOREGROUND}" role="img" '
