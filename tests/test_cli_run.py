@@ -214,7 +214,8 @@ def test_parameters_keep_their_type_in_the_notebook_the_manifest_and_a_resume(
 
 
 def test_parameter_parsing_keeps_literal_types_and_refuses_what_cannot_be_stored() -> None:
-    from nbflow.cli.main import CommandLineError, papermill_pairs
+    from nbflow.cli.errors import CommandLineError
+    from nbflow.cli.main import papermill_pairs
     from nbflow.cli.run import parse_parameters, python_literal
 
     parsed = parse_parameters(["lr=0.01", "n=3", "name=abc", "grid=[1, 2.5]", "on=True", "z=None"])

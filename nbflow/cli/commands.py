@@ -8,26 +8,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nbflow import maintenance
-from nbflow.cli.main import EXIT_FAILED, EXIT_OK, CommandLineError
+from nbflow.cli.errors import EXIT_FAILED, EXIT_OK, CommandLineError
 from nbflow.cli.pictures import combined_svg, run_pictures
 from nbflow.cli.staleness import notebook_view
-from nbflow.engine.contract import read_manifest
-from nbflow.engine.results import replay_verdict
-from nbflow.errors import NbflowError
-from nbflow.kernel.views import attempt_bars, run_bars, run_row, snapshot_size
-from nbflow.model.events import ReplayChecked
+from nbflow.cli.summary import states_total
+from nbflow.kernel.views import run_bars, run_row, snapshot_size
 from nbflow.store import Home
 from nbflow.ui.dag_svg import render_plan_svg
-from nbflow.ui.text import TextPresenter, duration
-
-
-def _states_total(home: Home, manifest_id: str | None) -> int:
-    if manifest_id is None:
-        return 0
-    try:
-        return len(read_manifest(home.artifacts, manifest_id, trusted=False).plan.states)
-    except NbflowError:
-        return 0
+from nbflow.ui.text import TextPresenter
 
 
 def resolve_run(home: Home, prefix: str) -> str:
@@ -43,7 +31,7 @@ def resolve_run(home: Home, prefix: str) -> str:
 def runs(home: Home, notebook: str | None, as_json: bool) -> int:
     """``nbflow runs``."""
     records = home.events.runs(flow_id=notebook, limit=1000)
-    rows = [run_row(home.events, r, _states_total(home, r.manifest_id), False) for r in records]
+    rows = [run_row(home.events, r, states_total(home, r.manifest_id), False) for r in records]
     if as_json:
         print(
             json.dumps(
@@ -78,7 +66,7 @@ def show(
         return EXIT_OK
     record = home.events.run(run_id)
     assert record is not None
-    row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
+    row = run_row(home.events, record, states_total(home, record.manifest_id), False)
     bars = run_bars(home.events.read_range(run_id), lambda sid: snapshot_size(home.artifacts, sid))
     if as_json:
         shown: dict[str, object] = {"run": asdict(row), "attempts": [asdict(b) for b in bars]}
@@ -181,41 +169,3 @@ def gc(home: Home, dry_run: bool, keep: str | None = None) -> int:
     report = maintenance.collect_garbage(home, dry_run=dry_run, keep_bytes=keep_bytes)
     print(maintenance.describe(report, dry_run))
     return EXIT_OK
-
-
-def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: bool) -> None:
-    """The table printed when ``nbflow run`` ends: the run, and each state's attempts."""
-    records = home.events.runs(flow_id=flow_id, limit=1)
-    if not records:
-        print("nbflow: the notebook has no %%state cells; it ran without checkpoints")
-        return
-    record = records[0]
-    row = run_row(home.events, record, _states_total(home, record.manifest_id), False)
-    stream = home.events.read_range(record.run_id)
-    bars = [b for b in attempt_bars(stream) if b.outcome != "backoff"]
-    replay = next((e.event for e in stream if isinstance(e.event, ReplayChecked)), None)
-    if as_json:
-        summary = {
-            "run": asdict(row),
-            "exit_code": status,
-            "output": str(output),
-            "attempts": [asdict(b) for b in bars],
-        }
-        if replay is not None:
-            summary["replay"] = replay.model_dump(mode="json", exclude={"kind"})
-        print(json.dumps(summary, indent=2))
-        return
-    print(
-        f"\nrun {row.run_id[:8]} {row.status}: {row.states_done}/{row.states_total} states, "
-        f"{duration(row.duration_ms)}; output written to {output}"
-    )
-    width = max((len(b.state_id) for b in bars), default=5)
-    print(f"  {'state':<{width}}  attempt  {'took':>10}  outcome")
-    for bar in bars:
-        error = f"  {bar.error}" if bar.error else ""
-        print(
-            f"  {bar.state_id:<{width}}  {bar.attempt:>7}  {duration(bar.duration_ms):>10}"
-            f"  {bar.outcome}{error}"
-        )
-    if replay is not None:
-        print(f"replay: {replay_verdict(replay)}")

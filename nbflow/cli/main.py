@@ -13,14 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from nbflow.cli.errors import EXIT_FAILED, EXIT_USAGE, CommandLineError
 from nbflow.errors import NbflowError
 from nbflow.store import HOME_DIRNAME, Home
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class CommandLineError(Exception):
-    """Bad command-line input; printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,32 +28,22 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from nbflow.cli import cell_outputs
-from nbflow.cli.main import CommandLineError
+from nbflow.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CommandLineError
+from nbflow.cli.notebook import StateCell, notebook_plan, state_cells
+from nbflow.cli.summary import show_summary
 from nbflow.engine.contract import manifest_id_of, read_manifest
 from nbflow.engine.history import read_history
 from nbflow.errors import NbflowError
 from nbflow.kernel import arguments
-from nbflow.kernel.arguments import state_options
 from nbflow.kernel.session import BRANCH_OUTPUTS_MIME
 from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import StateCached, StateCompleted, StateEntered, StateSkipped
 from nbflow.model.manifest import Manifest
 from nbflow.model.parameters import decode_parameters, encode_parameters
-from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.model.plan import Plan
 from nbflow.parallel.executors import DASK_DEFAULT_PARALLEL, DASK_ENV
 from nbflow.store import HOME_DIRNAME, Home
 from nbflow.store.leases import RunInProgressError
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
-
-
-@dataclass(frozen=True)
-class StateCell:
-    """A ``%%state`` cell of the notebook."""
-
-    index: int
-    spec: StateSpec
-    after: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -160,30 +150,6 @@ def inject_parameters(notebook: Any, parameters: dict[str, Any]) -> None:
         i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])
     ]
     cells.insert(tagged[0] + 1 if tagged else 0, cell)
-
-
-def state_cells(notebook: Any) -> list[StateCell]:
-    """The notebook's ``%%state`` cells, checked as the magic would."""
-    found: list[StateCell] = []
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code" or not cell.source.startswith("%%state"):
-            continue
-        first, _, body = cell.source.partition("\n")
-        try:
-            options = state_options(first[len("%%state") :].strip())
-        except UsageError as exc:
-            raise CommandLineError(f"nbflow run: cell {index + 1}: {exc}") from None
-        found.append(StateCell(index, options.spec(body), options.after))
-    return found
-
-
-def notebook_plan(flow_id: str, cells: list[StateCell]) -> Plan:
-    """The plan of the notebook's state cells, in cell order."""
-    return Plan(
-        flow_id=flow_id,
-        states=tuple(c.spec for c in cells),
-        edges=tuple(Edge(upstream=up, downstream=c.spec.id) for c in cells for up in c.after),
-    )
 
 
 def interrupted_run_exists(path: Path) -> bool:
@@ -519,6 +485,4 @@ class Progress:
         )
 
     def summary(self, status: int, output: Path) -> None:
-        from nbflow.cli.commands import show_summary
-
         show_summary(self._home, self._flow_id, status, output, self.as_json)

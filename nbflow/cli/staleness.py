@@ -15,7 +15,7 @@ import nbformat
 
 from nbflow.cache import code_facts
 from nbflow.cache.facets import code_facet, inputs_facet
-from nbflow.cli.run import notebook_plan, state_cells
+from nbflow.cli.notebook import notebook_plan, state_cells
 from nbflow.errors import NbflowError
 from nbflow.kernel.cache_policy import declared_inputs, python_of
 from nbflow.kernel.views import plan_view
