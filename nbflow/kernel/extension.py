@@ -55,7 +55,7 @@ def load(shell: InteractiveShell) -> KernelSession:
     notice = session.home.network_notice()
     if notice is not None:
         presenter.message(f"nbflow: {notice}")
-    session.banner()
+    session.views.banner()
     return session
 
 

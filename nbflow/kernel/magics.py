@@ -63,13 +63,13 @@ class Handle:
 def run_sync_command(session: KernelSession, command: str, args: Any) -> None:
     """The ``%flow`` subcommands that do not run state code."""
     if command == "show":
-        session.show()
+        session.views.show()
     elif command == "runs":
-        session.runs()
+        session.views.runs()
     elif command == "timeline":
-        session.timeline(args.run)
+        session.views.timeline(args.run)
     elif command == "status":
-        session.status()
+        session.views.status()
     elif command == "cancel":
         session.cancel(args.run)
     elif command == "mode":

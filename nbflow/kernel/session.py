@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -25,41 +25,25 @@ from nbflow.engine.history import RunHistory
 from nbflow.engine.results import RunPhase, RunResult, replay_verdict
 from nbflow.errors import NbflowError
 from nbflow.hashing.ids import is_content_id
-from nbflow.hashing.redact import KnownSecrets, Redaction
+from nbflow.hashing.redact import KnownSecrets
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.branches import KernelBranches
 from nbflow.kernel.cache_policy import KernelCache
-from nbflow.kernel.child_views import find_child_run
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
 from nbflow.kernel.ipython_names import ipython_owned
+from nbflow.kernel.kernel_codec import KernelCodec
+from nbflow.kernel.looking import SessionViews
+from nbflow.kernel.narration import Narrator
 from nbflow.kernel.notebook_fan_out import FanOutCellDriver
 from nbflow.kernel.notebook_run import CellDriver
 from nbflow.kernel.views import (
-    banner_view,
-    live_view,
     plan_staleness,
-    plan_view,
     run_bars,
-    run_row,
-    session_bars,
-    snapshot_size,
 )
 from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import (
-    CheckpointsDiscarded,
     ChildOf,
-    ChildRunJoined,
-    ChildRunSpawned,
-    EventEnvelope,
-    RetryScheduled,
-    RunStarted,
-    StateCached,
-    StateCompleted,
-    StateEntered,
-    StateFailed,
-    StateKeyed,
-    StateSkipped,
     StatesSatisfied,
 )
 from nbflow.model.manifest import Manifest
@@ -69,10 +53,8 @@ from nbflow.snapshot import NamespaceCodec
 from nbflow.snapshot.filters import is_ipython_name
 from nbflow.snapshot.values import SnapshotValues
 from nbflow.store import Home
-from nbflow.store.events import now_us
 from nbflow.ui.model import AttemptBar
 from nbflow.ui.presenter import Presenter
-from nbflow.ui.text import duration
 
 BRANCH_OUTPUTS_MIME = "application/vnd.nbflow.branch-outputs+json"
 """What ``end_notebook_run`` hands ``nbflow run``: state id → the outputs of its cell."""
@@ -88,57 +70,6 @@ class StateInterruptedError(NbflowError):
 
 class _Display(Protocol):
     def __call__(self, text: str) -> None: ...
-
-
-class KernelCodec:
-    """Snapshots of the kernel's ``user_ns``, restored in place, with notices."""
-
-    def __init__(self, session: KernelSession) -> None:
-        self._session = session
-
-    def capture(self, context: dict[str, Any]) -> str:
-        """Snapshot the namespace; tell the user once about withheld or skipped names."""
-        snapshots = self._session.snapshots
-        snapshot_id = snapshots.capture(context)
-        report = snapshots.last_report
-        if report is not None and report.new_notes:
-            self._session.presenter.message(
-                "nbflow: not saved: " + "; ".join(str(note) for note in report.new_notes)
-            )
-        return snapshot_id
-
-    def verify(self, snapshot_id: str) -> None:
-        """Raise if the snapshot or one of its artifacts is damaged, missing or foreign."""
-        self._session.snapshots.verify(snapshot_id)
-
-    def differing(self, before: str, after: str) -> tuple[str, ...]:
-        """The variables that differ between two snapshots."""
-        return self._session.snapshots.differing(before, after)
-
-    def changes(self, before: str, after: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Variables created or changed, and removed, from ``before`` to ``after``."""
-        return self._session.snapshots.changes(before, after)
-
-    def load(self, snapshot_id: str) -> dict[str, Any]:
-        """The snapshot's variables in a namespace of their own (``user_ns`` untouched)."""
-        return self._session.snapshots.restore(snapshot_id)
-
-    def same_variable(self, name: str, first: str, second: str) -> bool:
-        """Whether ``name`` has one value in both snapshots."""
-        return self._session.snapshots.same_variable(name, first, second)
-
-    def compose(
-        self, start: str, layers: Sequence[tuple[str, Collection[str], Collection[str]]]
-    ) -> str:
-        """``start`` with the layers' changes put on top (joining branches)."""
-        return self._session.snapshots.compose(start, layers)
-
-    def restore(self, snapshot_id: str) -> dict[str, Any]:
-        """Put the snapshot's variables into ``user_ns``; always-run states run next."""
-        session = self._session
-        session.snapshots.restore(snapshot_id, into=session.shell.user_ns)
-        session.replay_pending = list(session.replay_plan)
-        return session.shell.user_ns
 
 
 class KernelSession:
@@ -174,11 +105,10 @@ class KernelSession:
         self.engine.home_path = str(self.home.root)
         self.branches = KernelBranches(self)
         self.engine.branches = self.branches
-        self.engine.listeners.append(self._on_event)
-        self.engine.redaction_listeners.append(self._on_redacted)
-        self._told: set[str] = set()
-        """States whose reason for not being cached was said already."""
-        self._redactions_told: set[tuple[str, ...]] = set()
+        self.narrator = Narrator(self)
+        self.views = SessionViews(self)
+        self.engine.listeners.append(self.narrator.on_event)
+        self.engine.redaction_listeners.append(self.narrator.on_redacted)
         self.mode = "run"
         self.states: dict[str, StateSpec] = {}
         self.upstream: dict[str, tuple[str, ...]] = {}
@@ -188,9 +118,9 @@ class KernelSession:
         self.replay_plan: list[StateSpec] = []
         self.replay_pending: list[StateSpec] = []
         self.live_run: str | None = None
-        self._verbose_progress = False
-        self._live_plan: Plan | None = None
-        self._live_stale: dict[str, str] = {}
+        self.verbose_progress = False
+        self.live_plan: Plan | None = None
+        self.live_stale: dict[str, str] = {}
         """The states that were stale when the live run started (drawn so until reached)."""
         self.busy = False
         self.session_runs: dict[str, None] = {}
@@ -424,15 +354,15 @@ class KernelSession:
                     )
                     await self.resume(record.run_id)
                     return
-        self._verbose_progress = True
-        self._live_plan = plan
-        self._live_stale = self.staleness(plan)
+        self.verbose_progress = True
+        self.live_plan = plan
+        self.live_stale = self.staleness(plan)
         try:
             await self._start(manifest, use_cache)
         finally:
-            self._verbose_progress = False
-            self._live_plan = None
-            self._live_stale = {}
+            self.verbose_progress = False
+            self.live_plan = None
+            self.live_stale = {}
 
     def _warn_unknown_tags(self, plan: Plan, skip_tags: tuple[str, ...]) -> None:
         carried = {tag for spec in plan.states for tag in spec.tags}
@@ -490,13 +420,13 @@ class KernelSession:
             f"nbflow: replaying run {run_id[:8]} from the variables it started with{dropped}; "
             "facts come from its record only"
         )
-        self._verbose_progress = True
-        self._live_plan = manifest.plan
+        self.verbose_progress = True
+        self.live_plan = manifest.plan
         try:
             result = await self._start(manifest, use_cache=False, satisfied_notes=False)
         finally:
-            self._verbose_progress = False
-            self._live_plan = None
+            self.verbose_progress = False
+            self.live_plan = None
         if result is not None and result.replay is not None:
             self.presenter.message(f"nbflow: {replay_verdict(result.replay)}")
 
@@ -529,8 +459,8 @@ class KernelSession:
             f"nbflow: resuming run {run_id[:8]}: {len(history.completed)} of "
             f"{len(manifest.plan.states)} states done"
         )
-        self._verbose_progress = True
-        self._live_plan = manifest.plan
+        self.verbose_progress = True
+        self.live_plan = manifest.plan
         with self._running():
             try:
                 result = await self.engine.resume_async(run_id)
@@ -538,8 +468,8 @@ class KernelSession:
                 self.presenter.live_end("interrupted")
                 raise self._interrupted() from None
             finally:
-                self._verbose_progress = False
-                self._live_plan = None
+                self.verbose_progress = False
+                self.live_plan = None
                 self.live_run = None
         self.presenter.live_end(result.phase.value)
         self._finish(result, satisfied)
@@ -607,7 +537,7 @@ class KernelSession:
 
     def run_timeline(self, run_id: str) -> list[AttemptBar]:
         """The attempts of ``run_id`` (the history's Timeline button)."""
-        return run_bars(self.home.events.read_range(run_id), self._snapshot_size)
+        return run_bars(self.home.events.read_range(run_id), self.views.snapshot_size_of)
 
     def _replay_for(
         self, run_id: str, history: RunHistory, manifest: Manifest, upto: str | None
@@ -704,93 +634,6 @@ class KernelSession:
 
         return body  # type: ignore[return-value]  # the async driver awaits it
 
-    def _on_redacted(self, where: str, done: list[Redaction]) -> None:
-        """Say once per kind of secret what was withheld from the history, and why."""
-        kinds = tuple(sorted(r.kind for r in done))
-        if kinds in self._redactions_told:
-            return
-        self._redactions_told.add(kinds)
-        self.presenter.message(
-            f"nbflow: withheld from {where} before saving it: {', '.join(kinds)} "
-            "(secrets are never written to .nbflow; what you see above is unchanged)"
-        )
-
-    def _worth_telling(self, event: StateKeyed) -> bool:
-        """Why a state is not cached, said once per state; not for what the user marked."""
-        reason = event.reason
-        return (
-            reason is not None
-            and "marked" not in reason
-            and "nbflow." not in reason  # facts and child runs: expected, nothing to fix
-            and event.state_id not in self._told
-        )
-
-    def _on_event(self, envelope: EventEnvelope) -> None:
-        event = envelope.event
-        self.session_runs.setdefault(envelope.run_id, None)
-        if isinstance(event, CheckpointsDiscarded):
-            again = ", ".join(repr(s) for s in event.states) or "no state"
-            self.presenter.message(
-                f"nbflow: a checkpoint of run {envelope.run_id[:8]} is damaged, so it is not "
-                f"used ({event.reason}); continuing from the newest intact one: {again} "
-                "run again"
-            )
-        if isinstance(event, StateCached):
-            ago = duration(max(0, now_us() - event.computed_us) // 1000)
-            self.presenter.message(
-                f"nbflow: {event.state_id} cached from run {event.from_run[:8]}, {ago} ago, "
-                f"{duration(event.saved_ms)} saved; --no-cache to run it"
-            )
-        elif isinstance(event, ChildRunSpawned):
-            which = "" if event.key.startswith("auto:") else f" ({event.key})"
-            self.presenter.message(
-                f"nbflow: {event.state_id}: child run {event.child_run_id[:8]} of "
-                f"{event.target}{which}"
-            )
-        elif isinstance(event, ChildRunJoined):
-            self.presenter.message(
-                f"nbflow: {event.state_id}: child run {event.child_run_id[:8]} {event.status}"
-            )
-        elif isinstance(event, StateSkipped):
-            self.presenter.message(
-                f"nbflow: {event.state_id} skipped (tag {', '.join(event.tags)}); its "
-                "downstream sees the variables of its upstream"
-            )
-        elif isinstance(event, StateKeyed) and self._worth_telling(event):
-            self._told.add(event.state_id)
-            self.presenter.message(f"nbflow: {event.state_id} is not cached: {event.reason}")
-        if isinstance(event, RunStarted):
-            self.live_run = envelope.run_id
-        elif isinstance(event, RetryScheduled):
-            self.presenter.progress(
-                event.state_id,
-                event.next_attempt - 1,
-                f"failed; retrying in {event.delay_ms} ms (attempt {event.next_attempt})",
-            )
-        elif not self._verbose_progress:
-            return
-        if self._live_plan is not None and isinstance(
-            event,
-            (
-                StateEntered,
-                StateCompleted,
-                StateFailed,
-                RetryScheduled,
-                ChildRunSpawned,
-                ChildRunJoined,
-            ),
-        ):
-            stream = self.home.events.read_range(envelope.run_id)
-            view, done, current = live_view(self._live_plan, stream, stale=self._live_stale)
-            self.presenter.live(view, done, len(self._live_plan.states), current)
-        if isinstance(event, StateEntered):
-            self.live_run = envelope.run_id
-            self.presenter.progress(event.state_id, event.attempt, "started")
-        elif isinstance(event, StateCompleted):
-            self.presenter.progress(event.state_id, -1, "completed")
-        elif isinstance(event, StateFailed):
-            self.presenter.progress(event.state_id, event.attempt, f"failed: {event.error.message}")
-
     # -- looking ----------------------------------------------------------------------------
 
     def resolve_run(self, prefix: str | None, *, interrupted: bool = False) -> str:
@@ -808,27 +651,6 @@ class KernelSession:
             raise UsageError(f"nbflow: no run id starts with {prefix!r}")
         raise UsageError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
 
-    def show(self) -> None:
-        """``%flow show``."""
-        plan = Plan(
-            flow_id=self.flow_id,
-            states=tuple(self.states.values()),
-            edges=tuple(
-                Edge(upstream=up, downstream=down)
-                for down, ups in self.upstream.items()
-                for up in ups
-                if up in self.states
-            ),
-        )
-        self.presenter.plan(
-            plan_view(
-                self.home.events,
-                plan,
-                restored=frozenset(self.restored),
-                current=self.current_facets(plan),
-            )
-        )
-
     def current_facets(self, plan: Plan) -> dict[str, dict[str, str]]:
         """Each state's key facets as they would be if it ran now (for staleness)."""
         return {spec.id: self.cache_policy.current_facets(spec) for spec in plan.states}
@@ -836,85 +658,6 @@ class KernelSession:
     def staleness(self, plan: Plan) -> dict[str, str]:
         """``state id -> why it is stale`` for the plan's stale states."""
         return plan_staleness(self.home.events, plan, self.current_facets(plan))
-
-    def runs(self) -> None:
-        """``%flow runs``."""
-        rows = []
-        for record in self.home.events.runs(flow_id=self.flow_id, limit=100):
-            total = self._states_total(record.manifest_id)
-            rows.append(run_row(self.home.events, record, total, live=False))
-        self.presenter.runs(rows)
-
-    def timeline(self, run: str | None) -> None:
-        """``%flow timeline [RUN]``; RUN may also be a child run this notebook started,
-        whose history is in its own folder. Without RUN, in run mode: every state this
-        kernel ran, across its one-state runs, on one axis."""
-        if run is None and self.mode == "run" and self.session_runs:
-            bars = session_bars(self.home.events, list(self.session_runs), self._snapshot_size)
-            runs = len(self.session_runs)
-            self.presenter.timeline(f"this kernel ({runs} run{'s' * (runs != 1)})", bars)
-            return
-        child = None
-        if run is not None and not self.home.events.find_runs(run):
-            child = find_child_run(self.home.events, self.flow_id, run)
-        if child is None:
-            run_id = self.resolve_run(run)
-            stream = self.home.events.read_range(run_id)
-            self.presenter.timeline(run_id, run_bars(stream, self._snapshot_size))
-            return
-        with Home(child.home) as home:
-            stream = home.events.read_range(child.child_run_id)
-            size = partial(snapshot_size, home.artifacts)
-            self.presenter.timeline(child.child_run_id, run_bars(stream, size))
-
-    def _snapshot_size(self, snapshot_id: str) -> int | None:
-        return snapshot_size(self.home.artifacts, snapshot_id)
-
-    def banner(self) -> None:
-        """The restart banner, when the newest run of this notebook was interrupted."""
-        newest = self.home.events.runs(flow_id=self.flow_id, limit=1)
-        if not newest or newest[0].status != "running":
-            return
-        record = newest[0]
-        owner = self.home.leases.live_owner(record.run_id)
-        view = banner_view(
-            self.home.events,
-            self.flow_id,
-            self._states_total(record.manifest_id),
-            self._why_not_resumable(record.run_id),
-            running=owner is not None,
-        )
-        if view is not None:
-            self.presenter.banner(view)
-
-    def _why_not_resumable(self, run_id: str) -> str | None:
-        """Why an interrupted run cannot be resumed from this kernel, or None."""
-        owner = self.home.leases.live_owner(run_id)
-        if owner is not None:
-            return f"It runs in {owner.describe()}: follow it there, or wait for it to end."
-        try:
-            history = self.engine.history(run_id)
-        except NbflowError as exc:
-            return f"Its history cannot be read: {exc.message}."
-        documents = (history.started.manifest_id, history.last_checkpoint)
-        if not all(self.home.artifacts.is_signed(d) for d in documents):
-            return (
-                "This history was made elsewhere (it is not signed with your key), so "
-                "nothing of it is loaded: run `%flow trust` to check it and adopt it."
-            )
-        return None
-
-    def status(self) -> None:
-        """``%flow status``: where the history is, the mode, the plan and the newest run."""
-        self.presenter.message(
-            f"nbflow: {self.flow_id} (found by {self.location.found_by}), history in "
-            f"{self.home.root}, mode {self.mode}, {len(self.states)} states declared, "
-            f"{len(self.satisfied)} done in this kernel"
-        )
-        newest = self.home.events.runs(flow_id=self.flow_id, limit=1)
-        if newest:
-            total = self._states_total(newest[0].manifest_id)
-            self.presenter.runs([run_row(self.home.events, newest[0], total, live=False)])
 
     def invalidate(self, state: str, downstream: bool) -> None:
         """``%flow invalidate``: the results of ``state`` computed so far are not reused."""
@@ -965,7 +708,7 @@ class KernelSession:
         self.presenter.message(
             f"nbflow: signed {signed} documents with your key; the history is yours now"
         )
-        self.banner()
+        self.views.banner()
 
     def cancel(self, run: str | None) -> None:
         """``%flow cancel``."""
@@ -973,7 +716,7 @@ class KernelSession:
         result = _usage(lambda: self.engine.cancel(run_id))
         self.presenter.message(f"nbflow: run {run_id[:8]} is {result.phase.value}")
 
-    def _states_total(self, manifest_id: str | None) -> int:
+    def states_total(self, manifest_id: str | None) -> int:
         if manifest_id is None:
             return 0
         try:
