@@ -20,8 +20,8 @@ Designs tried and rejected:
 from __future__ import annotations
 
 from nbflow.ui.colors import EDGE, FONT_FAMILY, FOREGROUND, OUTCOME_COLORS, OUTCOMES, Swatch
-from nbflow.ui.dag_svg import clean_text, escape, legend_svg, picture_id, shorten, text_width
 from nbflow.ui.model import AttemptBar
+from nbflow.ui.svg_parts import clean_text, escape, legend_svg, picture_id, shorten, text_width
 from nbflow.ui.text import duration, run_label
 
 MIN_BAR_PX = 3.0
