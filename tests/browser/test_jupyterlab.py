@@ -6,6 +6,8 @@ every cell, and checks the plan that ``%flow show`` draws. It then starts a four
 blocks, kills the kernel with SIGKILL while that state runs, lets the server restart the
 kernel, runs only ``%load_ext nbflow``, and resumes the interrupted run from the restart
 banner. Screenshots go to ``$NBFLOW_TEST_ARTIFACTS`` (default ``tests/browser/artifacts``).
+The same plan, kill and Resume run again in Notebook 7 (the ``notebook`` package), which
+is built from JupyterLab's parts and is driven the same way.
 
 The widget presenter's markup is named in one place, :class:`Widgets`. Until it lands,
 ``NBFLOW_BROWSER_ACCEPT_TEXT=1`` lets the text output stand in for it, so the plumbing can
@@ -196,6 +198,13 @@ class LabServer:
     log: Path
     process: subprocess.Popen[bytes]
     deadline: Deadline
+    app: str = "lab"
+    """``lab`` (JupyterLab) or ``notebook`` (Notebook 7)."""
+
+    def notebook_url(self, path: str) -> str:
+        """Where the app opens the notebook at ``path``."""
+        where = "lab/tree" if self.app == "lab" else "notebooks"
+        return f"{self.url}/{where}/{path}?token={self.token}"
 
     def api(self, method: str, path: str, timeout: float = 10.0) -> Any:
         """Call the REST API; the decoded JSON answer (None when empty)."""
@@ -285,6 +294,20 @@ def deadline() -> Deadline:
 @pytest.fixture
 def lab_server(tmp_path: Path, deadline: Deadline) -> Iterator[LabServer]:
     """JupyterLab on 127.0.0.1 with a random token; nothing from the machine leaks in."""
+    with serve(tmp_path, deadline, "lab") as server:
+        yield server
+
+
+@pytest.fixture
+def notebook7_server(tmp_path: Path, deadline: Deadline) -> Iterator[LabServer]:
+    """Notebook 7 (the ``notebook`` package) on 127.0.0.1, set up as JupyterLab is."""
+    with serve(tmp_path, deadline, "notebook") as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve(tmp_path: Path, deadline: Deadline, app: str) -> Iterator[LabServer]:
+    """JupyterLab (``lab``) or Notebook 7 (``notebook``), started and stopped."""
     root = tmp_path / "notebooks"
     folders = {
         name: tmp_path / name for name in ("config", "data", "runtime", "settings", "ws", "ipy")
@@ -314,21 +337,26 @@ def lab_server(tmp_path: Path, deadline: Deadline) -> Iterator[LabServer]:
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        "jupyterlab" if app == "lab" else "notebook",
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
-        # Nothing goes out: no news feed, no update check, no extension manager on PyPI.
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",
-        # window.jupyterapp, to drive JupyterLab through its commands.
-        "--LabApp.expose_app_in_browser=True",
         "--ServerApp.terminals_enabled=False",
     ]
+    if app == "lab":
+        command += [
+            # Nothing goes out: no news feed, no update check, no extension manager on PyPI.
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            # window.jupyterapp, to drive JupyterLab through its commands.
+            "--LabApp.expose_app_in_browser=True",
+        ]
+    else:
+        command += ["--JupyterNotebookApp.expose_app_in_browser=True"]
     if os.geteuid() == 0:  # CI and containers run as root, which the server refuses
         command.append("--ServerApp.allow_root=True")
     log = tmp_path / "jupyterlab.log"
@@ -343,7 +371,7 @@ def lab_server(tmp_path: Path, deadline: Deadline) -> Iterator[LabServer]:
             start_new_session=True,
         )
     server = LabServer(
-        f"http://127.0.0.1:{port}", token, root, folders["runtime"], log, process, deadline
+        f"http://127.0.0.1:{port}", token, root, folders["runtime"], log, process, deadline, app
     )
     try:
 
@@ -396,6 +424,8 @@ def artifacts() -> Path:
         "timeline.png",
         "stale.png",
         "cached.png",
+        "notebook7-dag.png",
+        "notebook7-banner.png",
         "failure.png",
         "failure.txt",
     ):
@@ -535,7 +565,7 @@ class Notebook:
         return self.cell(index).locator(".jp-Cell-outputArea")
 
     def open(self) -> None:
-        self.page.goto(f"{self.server.url}/lab/tree/{self.path}?token={self.server.token}")
+        self.page.goto(self.server.notebook_url(self.path))
         self.wait_kernel_idle(90)
 
     def wait_kernel_idle(self, timeout: float, not_kernel_pid: int | None = None) -> None:
@@ -1020,3 +1050,51 @@ def test_run_all_then_kill_the_kernel_and_resume_from_the_banner(
         f"{took:.1f} s in the page, {total:.1f} s with the server start"
     )
     assert total < TEST_BUDGET_S
+
+
+def test_notebook_7_runs_the_plan_and_resumes_from_the_banner(
+    notebook7_server: LabServer, lab_page: Page, artifacts: Path, deadline: Deadline
+) -> None:
+    """The same notebook in Notebook 7: Run All draws the DAG, a kernel killed inside a
+    state leaves the banner, and its Resume button completes the run."""
+    server = notebook7_server
+    write_notebook(server.root)
+    notebook = Notebook(lab_page, server, NOTEBOOK)
+    with debug_on_failure(lab_page, notebook, artifacts):
+        notebook.open()
+        notebook.run([0, 1, 2, 3, 4], 60, all_cells=True)
+        expect_dag(notebook, 4, dict.fromkeys(STATES, "completed"))
+        notebook.screenshot(4, artifacts / "notebook7-dag.png")
+        (server.root / "hold").touch()
+        slow = notebook.append(SLOW_STATE)
+        notebook.start(slow)
+        deadline.wait_for(
+            "the slow state to start",
+            lambda: (server.root / "slow.started").exists(),
+            30,
+            describe=notebook.describe,
+        )
+        interrupted = newest_run(server.root)
+        assert interrupted is not None, "the slow state's run is recorded"
+        pids = notebook.kernel_pids(notebook.kernel_id())
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        (server.root / "hold").unlink()
+        notebook.wait_kernel_idle(45, not_kernel_pid=pids[0])
+        notebook.run([0], 30)
+        banner_mode = expect_banner(notebook, 0)
+        notebook.screenshot(0, artifacts / "notebook7-banner.png")
+        if banner_mode == "widget":
+            Widgets.button(banner_widget(notebook, 0), Widgets.RESUME).click()
+        else:
+            notebook.run([notebook.append(Text.RESUME_CELL)], 30)
+        run_id = interrupted[0]
+        deadline.wait_for(
+            "the resumed run to complete",
+            lambda: newest_run(server.root) == (run_id, "completed"),
+            30,
+            describe=lambda: f"newest run {newest_run(server.root)}; {notebook.describe()}",
+        )
+        check = notebook.append("print('model =', model, 'slow_done =', slow_done)")
+        notebook.run([check], 30)
+        assert "model = 20 slow_done = True" in notebook.text_of(check), notebook.text_of(check)
