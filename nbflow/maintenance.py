@@ -12,7 +12,7 @@ those runs keep their history (events), but can no longer be restored.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from nbflow.errors import NbflowError
@@ -43,11 +43,13 @@ class GcReport:
 
 
 def verify(home: Home, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Re-hash every artifact; the ids whose bytes do not match."""
+    """Re-hash every artifact; the ids whose bytes do not match, or do not match the
+    checksum a snapshot recorded for them (what a restore checks them against)."""
     damaged: list[str] = []
     checked = 0
+    recorded = recorded_checksums(home)
     for artifact_id in list(home.artifacts.ids()):
-        if not home.artifacts.verify(artifact_id):
+        if not home.artifacts.verify(artifact_id, recorded.get(artifact_id, ())):
             damaged.append(artifact_id)
         checked += 1
         if progress is not None:
@@ -55,17 +57,34 @@ def verify(home: Home, progress: Callable[[int], None] | None = None) -> VerifyR
     return VerifyReport(checked, tuple(damaged))
 
 
-def closure(home: Home, roots: Iterable[str]) -> set[str]:
-    """``roots`` and, for the snapshot documents among them, every artifact they hold."""
-    keep = set(roots)
-    for root in list(keep):
+def recorded_checksums(home: Home) -> dict[str, set[str]]:
+    """For each buffer artifact, the checksums the snapshots of runs and cache entries
+    record for it."""
+    found: dict[str, set[str]] = {}
+    roots = documents_of(home.events) | {entry.snapshot_id for entry in home.cache.entries()}
+    for document in _documents(home, roots):
+        for variable in document.variables:
+            for artifact_id, checksum in zip(variable.buffers, variable.checksums, strict=False):
+                found.setdefault(artifact_id, set()).add(checksum)
+    return found
+
+
+def _documents(home: Home, roots: Iterable[str]) -> Iterator[SnapshotDocument]:
+    """The namespace snapshot documents among ``roots`` that parse."""
+    for root in roots:
         data = home.artifacts.raw(root)
         if data is None or b'"nbflow.namespace"' not in data:
             continue
         try:
-            document = SnapshotDocument.from_bytes(data, root)
+            yield SnapshotDocument.from_bytes(data, root)
         except NbflowError:
             continue
+
+
+def closure(home: Home, roots: Iterable[str]) -> set[str]:
+    """``roots`` and, for the snapshot documents among them, every artifact they hold."""
+    keep = set(roots)
+    for document in _documents(home, list(keep)):
         for variable in document.variables:
             if variable.pickle:
                 keep.add(variable.pickle)

@@ -19,6 +19,15 @@ adds nothing against a crafted collision and loses the hit when equal data moves
 First capture. A buffer of a size never seen is blake3-hashed at once, while pickling of
 the following variables goes on, and fingerprinted only after that, while the disk is busy
 writing it, so that the fingerprint costs little wall time.
+
+Checksums. The signed snapshot document also records each buffer's checksum, xxh3_128 of
+its whole content in one call (:mod:`nbflow.hashing.checksums`), so that a restore can check a
+memory-mapped buffer at xxh3's speed instead of blake3's (:mod:`.restore`). Whole, not in
+pieces: a restore checks buffers on worker threads while the unpickler holds the GIL in
+long C calls, and a thread that needed the GIL again after every piece would wait for the
+unpickler. For a buffer of one piece the checksum is the fingerprint; for a bigger one it
+is computed once, on the fingerprint threads after blake3, and remembered with the
+fingerprint, so an unchanged buffer costs nothing more.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any
 import blake3
 import xxhash
 
+from nbflow.hashing.checksums import CHECKSUM_ALGORITHM, checksum_of
 from nbflow.hashing.ids import ALGORITHM
 
 OUT_OF_BAND_MIN = 64 * 1024
@@ -39,24 +49,50 @@ PIECE = 64 * 1024 * 1024
 """Fingerprint piece: big enough to amortise a task, small enough to use both cores."""
 
 
+def pieces_of(view: memoryview) -> list[memoryview]:
+    """The pieces a buffer is fingerprinted in, in order (one, possibly empty, at least)."""
+    return [view[start : start + PIECE] for start in range(0, max(view.nbytes, 1), PIECE)]
+
+
+def piece_digest(piece: memoryview) -> bytes:
+    """xxh3_128 of one piece."""
+    return xxhash.xxh3_128(piece).digest()
+
+
+def combined(digests: list[bytes]) -> bytes:
+    """The fingerprint of a buffer from its pieces' digests."""
+    if len(digests) == 1:
+        return digests[0]
+    return xxhash.xxh3_128(b"".join(digests)).digest()
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the last capture learnt of one buffer content."""
+
+    artifact_id: str
+    checksum: str
+
+
 class Fingerprints:
-    """``(nbytes, xxh3 fingerprint) -> blake3 id`` of the buffers of the last capture."""
+    """``(nbytes, xxh3 fingerprint) -> (blake3 id, checksum)`` of the buffers of the last
+    capture."""
 
     def __init__(self) -> None:
-        self._ids: dict[tuple[int, bytes], str] = {}
+        self._known: dict[tuple[int, bytes], Known] = {}
         self._sizes: frozenset[int] = frozenset()
 
     def knows_size(self, nbytes: int) -> bool:
         """Whether a buffer of this size was seen, so fingerprinting first may pay."""
         return nbytes in self._sizes
 
-    def lookup(self, nbytes: int, fingerprint: bytes) -> str | None:
-        """The blake3 id of the content with this size and fingerprint, if known."""
-        return self._ids.get((nbytes, fingerprint))
+    def lookup(self, nbytes: int, fingerprint: bytes) -> Known | None:
+        """The ids of the content with this size and fingerprint, if known."""
+        return self._known.get((nbytes, fingerprint))
 
-    def replace(self, entries: dict[tuple[int, bytes], str]) -> None:
+    def replace(self, entries: dict[tuple[int, bytes], Known]) -> None:
         """Keep exactly ``entries``: the buffers of the capture that just succeeded."""
-        self._ids = dict(entries)
+        self._known = dict(entries)
         self._sizes = frozenset(nbytes for nbytes, _ in entries)
 
 
@@ -69,6 +105,10 @@ class BufferJob:
     """The exporting object, kept alive so that ``id(owner)`` stays unique."""
     pieces: list[Future[bytes]] = field(default_factory=list)
     artifact: Future[str] | None = None
+    whole: Future[str] | None = None
+    """The checksum, when the buffer has several pieces and its content was not known."""
+    known: Known | None = None
+    """Set when the fingerprint matched the last capture's."""
 
     @property
     def nbytes(self) -> int:
@@ -82,10 +122,16 @@ class BufferJob:
 
     def fingerprint(self) -> bytes:
         """xxh3_128 of the content (of the piece digests when there are several pieces)."""
-        digests = [piece.result() for piece in self.pieces]
-        if len(digests) == 1:
-            return digests[0]
-        return xxhash.xxh3_128(b"".join(digests)).digest()
+        return combined([piece.result() for piece in self.pieces])
+
+    def checksum(self) -> str:
+        """The checksum the snapshot document records, waiting for it if needed."""
+        self.artifact_id()  # sets ``known`` or ``whole``
+        if self.known is not None:
+            return self.known.checksum
+        if self.whole is not None:
+            return self.whole.result()
+        return f"{CHECKSUM_ALGORITHM}:{self.fingerprint().hex()}"
 
 
 class BufferHasher:
@@ -118,14 +164,13 @@ class BufferHasher:
         return job
 
     def _submit_pieces(self, job: BufferJob) -> None:
-        view = job.view
-        for start in range(0, max(view.nbytes, 1), PIECE):
-            job.pieces.append(self._piece_pool.submit(self._xxh3, view[start : start + PIECE]))
+        for piece in pieces_of(job.view):
+            job.pieces.append(self._piece_pool.submit(self._xxh3, piece))
 
     def _xxh3(self, piece: memoryview) -> bytes:
         with self._lock:
             self.bytes_fingerprinted += piece.nbytes
-        return xxhash.xxh3_128(piece).digest()
+        return piece_digest(piece)
 
     def _blake3(self, view: memoryview) -> str:
         with self._lock:
@@ -138,16 +183,28 @@ class BufferHasher:
         # while the disk is busy. Queued before the result is set, so that whoever sees the
         # id also sees the pieces.
         self._submit_pieces(job)
+        self._submit_whole(job)
         return artifact_id
+
+    def _submit_whole(self, job: BufferJob) -> None:
+        if len(job.pieces) > 1:
+            job.whole = self._piece_pool.submit(checksum_of, job.view)
 
     def _resolve(self, job: BufferJob) -> str:
         # Runs on the blake3 thread; waiting there on the piece pool cannot deadlock.
-        known = self._fingerprints.lookup(job.nbytes, job.fingerprint())
-        return known if known is not None else self._blake3(job.view)
+        job.known = self._fingerprints.lookup(job.nbytes, job.fingerprint())
+        if job.known is not None:
+            return job.known.artifact_id
+        artifact_id = self._blake3(job.view)
+        self._submit_whole(job)
+        return artifact_id
 
-    def fingerprint_entries(self, jobs: list[BufferJob]) -> dict[tuple[int, bytes], str]:
+    def fingerprint_entries(self, jobs: list[BufferJob]) -> dict[tuple[int, bytes], Known]:
         """The cache entries for ``jobs``, once all their hashing is done."""
-        return {(job.nbytes, job.fingerprint()): job.artifact_id() for job in jobs}
+        return {
+            (job.nbytes, job.fingerprint()): Known(job.artifact_id(), job.checksum())
+            for job in jobs
+        }
 
     def close(self) -> None:
         """Stop the worker threads, abandoning queued work."""

@@ -1,10 +1,15 @@
 """Capture: the namespace as one pickle stream cut into per-variable segments.
 
-Identity. Variables are pickled in name order by *one* pickler whose memo lives across
-them (a ``dump`` per variable), so ``b = a`` and an object shared by two containers are
-written once and come back as one object. The stream is cut at every ``dump``: each
-variable's slice is an artifact of its own, and loading the slices in order with one
-unpickler rebuilds the shared memo.
+Identity. Variables are pickled in one order (:func:`load_order`) by *one* pickler whose
+memo lives across them (a ``dump`` per variable), so ``b = a`` and an object shared by two
+containers are written once and come back as one object. The stream is cut at every
+``dump``: each variable's slice is an artifact of its own, and loading the slices in order
+with one unpickler rebuilds the shared memo.
+
+Order. Values of the array libraries (NumPy, pandas, Arrow, ...) come after all others, each
+group in name order. Their bulk is out-of-band buffers, which a restore must check before
+the unpickler gets them; loading them last lets those checks run on the other cores while
+the unpickler rebuilds everything else, instead of making it wait at the first array.
 
 Designs considered and rejected:
 
@@ -15,7 +20,7 @@ Designs considered and rejected:
   cannot be pickled fails the lot, and nothing unchanged could be skipped on write.
 
 Cost of the chosen design: a slice's bytes hold memo numbers, so when a variable changes
-*structure* (gains or loses objects) the slices of the variables after it in name order
+*structure* (gains or loses objects) the slices of the variables after it in that order
 change bytes too and are written again. Only in-band bytes are concerned; buffers, the bulk
 of big data, are out of band and content-addressed, so they are never rewritten. A scalar
 change rewrites one tiny slice.
@@ -42,7 +47,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -157,6 +162,7 @@ class Capture:
         self._candidates: dict[str, Any] = {}
         self._excluded_in_stream: set[str] = set()
         self._homes: tuple[dict[str, Any], ...] = ()
+        self._late: set[str] = set()
 
     def run(self, namespace: Mapping[str, Any]) -> tuple[str, SnapshotDocument, CaptureReport]:
         """Store the namespace; returns the snapshot id, its document and the report."""
@@ -176,7 +182,9 @@ class Capture:
                     self._entries[piece.name] = _stored_entry(piece)
                 document = SnapshotDocument(
                     python=python_version(),
-                    variables=tuple(self._entries[name] for name in sorted(self._entries)),
+                    variables=tuple(
+                        self._entries[name] for name in load_order(self._entries, self._late)
+                    ),
                 )
                 data = document.to_bytes()
                 snapshot_id = content_id(data)
@@ -215,6 +223,9 @@ class Capture:
                 self._note(name, value, VariableStatus.SKIPPED, f"{live}; {LIVE_HINT}")
             else:
                 self._candidates[name] = value
+        self._late = {name for name, value in self._candidates.items() if loads_late(value)}
+        order = load_order(self._candidates, self._late)
+        self._candidates = {name: self._candidates[name] for name in order}
 
     def _module(self, name: str, module: types.ModuleType) -> None:
         module_name = module.__name__
@@ -332,7 +343,7 @@ class Capture:
         )
         return CaptureReport(
             snapshot_id=snapshot_id,
-            stored=document.names(VariableStatus.STORED),
+            stored=tuple(sorted(document.names(VariableStatus.STORED))),
             withheld=withheld,
             skipped=skipped,
             new_notes=tuple(n for n in withheld + skipped if n not in self._memory.last_notes),
@@ -409,6 +420,25 @@ class _Writer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+_ARRAY_LIBRARIES = frozenset(
+    {"numpy", "pandas", "pyarrow", "polars", "torch", "xarray", "scipy", "jax", "cupy"}
+)
+
+
+def loads_late(value: Any) -> bool:
+    """Whether ``value`` likely pickles to out-of-band buffers: an array library's type,
+    or a bytearray. A guess by type that only decides the order; any order is correct."""
+    if isinstance(value, bytearray):
+        return True
+    module = getattr(type(value), "__module__", None) or ""
+    return module.partition(".")[0] in _ARRAY_LIBRARIES
+
+
+def load_order(names: Iterable[str], late: Collection[str]) -> list[str]:
+    """``names`` in stream order: those in ``late`` after the others, each group sorted."""
+    return sorted(names, key=lambda name: (name in late, name))
+
+
 def _stored_entry(piece: _Slice) -> VariableEntry:
     return VariableEntry(
         name=piece.name,
@@ -418,6 +448,7 @@ def _stored_entry(piece: _Slice) -> VariableEntry:
         size=len(piece.data) + sum(job.nbytes for job in piece.jobs),
         pickle=piece.digest,
         buffers=tuple(job.artifact_id() for job in piece.jobs),
+        checksums=tuple(job.checksum() for job in piece.jobs),
     )
 
 

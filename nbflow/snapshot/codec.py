@@ -92,10 +92,12 @@ class NamespaceCodec:
         nothing is unpickled."""
         document = self.document(snapshot_id)
         for variable in document.variables:
+            checksums = dict(zip(variable.buffers, variable.checksums, strict=False))
             for artifact_id in variable.artifact_ids:
                 if not self._artifacts.exists(artifact_id):
                     raise self._artifacts.not_found(artifact_id)
-                if not self._artifacts.verify(artifact_id):
+                recorded = (checksums[artifact_id],) if artifact_id in checksums else ()
+                if not self._artifacts.verify(artifact_id, recorded):
                     raise self._artifacts.corrupt(artifact_id)
 
     def differing(self, before: str, after: str) -> tuple[str, ...]:

@@ -14,13 +14,15 @@ import sys
 from enum import Enum
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nbflow.errors import ContextError
 from nbflow.hashing.canonical import canonical_json
 
-SNAPSHOT_FORMAT_VERSION = 1
-"""Version of the snapshot document; bumped on incompatible change."""
+SNAPSHOT_FORMAT_VERSION = 2
+"""Version of the snapshot document; bumped on incompatible change. Version 2 added the
+buffers' checksums; version 1 documents are still read (their buffers are checked with
+blake3)."""
 SNAPSHOT_KIND: Final = "nbflow.namespace"
 PICKLE_PROTOCOL = 5
 
@@ -68,8 +70,23 @@ class VariableEntry(_Frozen):
     buffers: tuple[str, ...] = Field(
         default=(), description="Out-of-band buffer artifacts, in the order pickle uses them."
     )
+    checksums: tuple[str, ...] = Field(
+        default=(),
+        description="``xxh3_128:<hex>`` of each buffer, in the order of ``buffers``: what a "
+        "restore checks a memory-mapped buffer against. Empty in version 1 documents.",
+    )
     module: str | None = Field(default=None, description="Module name when encoding=module.")
     reason: str | None = Field(default=None, description="Why withheld or skipped.")
+
+    @model_validator(mode="after")
+    def _one_checksum_per_buffer(self) -> VariableEntry:
+        if self.checksums and len(self.checksums) != len(self.buffers):
+            raise ValueError("checksums must be empty or one per buffer")
+        return self
+
+    def checksum_of(self, index: int) -> str | None:
+        """The recorded checksum of buffer ``index``; None in version 1 documents."""
+        return self.checksums[index] if self.checksums else None
 
     @property
     def artifact_ids(self) -> tuple[str, ...]:
@@ -86,7 +103,8 @@ class SnapshotDocument(_Frozen):
     pickle_protocol: int = PICKLE_PROTOCOL
     python: str = Field(description="``major.minor`` of the Python that pickled the values.")
     variables: tuple[VariableEntry, ...] = Field(
-        description="Sorted by name; stored pickled variables are loaded in this order."
+        description="In stream order (values of array libraries after the others, each "
+        "group sorted by name); stored pickled variables are loaded in this order."
     )
 
     def variable(self, name: str) -> VariableEntry | None:

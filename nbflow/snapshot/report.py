@@ -57,3 +57,8 @@ class RestoreReport:
     mapped_bytes: int
     """Bytes of buffers memory-mapped rather than read."""
     seconds: float
+    bytes_checksummed: int = 0
+    """Bytes of mapped buffers checked against their recorded xxh3 checksums."""
+    bytes_hashed: int = 0
+    """Bytes of mapped buffers checked against their blake3 ids (no checksum recorded, or
+    ``NBFLOW_VERIFY=full``)."""

@@ -25,10 +25,11 @@ import mmap
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from nbflow.errors import ArtifactCorruptError, StorageError
+from nbflow.hashing.checksums import ChecksumHasher, checksum_of
 from nbflow.hashing.ids import (
     ALGORITHM,
     content_id,
@@ -343,19 +344,28 @@ class ArtifactStore:
             raise self.corrupt(artifact_id)
         return mapped
 
-    def verify(self, artifact_id: str) -> bool:
-        """Re-hash the stored bytes; False when they do not match the id."""
+    def verify(self, artifact_id: str, checksums: Collection[str] = ()) -> bool:
+        """Re-hash the stored bytes; False when they do not match the id, or any of the
+        ``checksums`` recorded for them (:mod:`nbflow.hashing.checksums`), computed in the
+        same pass."""
         small = self._small(artifact_id)
         if small is not None:
-            return content_id(small) == artifact_id
+            return content_id(small) == artifact_id and all(
+                checksum_of(small) == checksum for checksum in checksums
+            )
         hasher = new_hasher()
+        summer = ChecksumHasher() if checksums else None
         try:
             with open(self.path_of(artifact_id), "rb") as handle:
                 while chunk := handle.read(_READ_CHUNK):
                     hasher.update(chunk)
+                    if summer is not None:
+                        summer.update(chunk)
         except FileNotFoundError:
             raise self.not_found(artifact_id) from None
-        return f"{ALGORITHM}:{hasher.hexdigest()}" == artifact_id
+        if f"{ALGORITHM}:{hasher.hexdigest()}" != artifact_id:
+            return False
+        return summer is None or all(summer.text() == checksum for checksum in checksums)
 
     def ids(self) -> Iterator[str]:
         """Every stored artifact id, in the database and as files."""

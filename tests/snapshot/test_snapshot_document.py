@@ -6,6 +6,7 @@ import json
 import threading
 
 import numpy as np
+import xxhash
 
 from nbflow.hashing import check_canonical, content_id
 from nbflow.snapshot import (
@@ -37,7 +38,8 @@ def test_document_lists_every_variable_with_its_artifacts(home: Home) -> None:
     assert parsed["format_version"] == SNAPSHOT_FORMAT_VERSION
     document = codec.document(snapshot_id)
     assert document == SnapshotDocument.from_bytes(raw, snapshot_id)
-    assert document.names() == ("big", "db_password", "lock", "np", "ratio")
+    # Stream order: the array after the others, each group by name.
+    assert document.names() == ("db_password", "lock", "np", "ratio", "big")
     big = document.variable("big")
     assert big is not None
     assert big.status is VariableStatus.STORED
@@ -46,6 +48,7 @@ def test_document_lists_every_variable_with_its_artifacts(home: Home) -> None:
     assert big.size >= 800_000
     assert len(big.buffers) == 1
     assert home.artifacts.size(big.buffers[0]) == 800_000
+    assert big.checksums == (f"xxh3_128:{xxhash.xxh3_128(np.ones(100_000).tobytes()).hexdigest()}",)
     assert big.pickle is not None
     assert big.artifact_ids == (big.pickle, *big.buffers)
     module = document.variable("np")

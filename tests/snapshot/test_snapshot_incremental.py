@@ -83,7 +83,7 @@ def test_added_removed_and_copied_variables(home: Home) -> None:
     report = codec.last_report
     assert report is not None
     assert report.bytes_hashed == 0
-    assert report.bytes_written < 2_000
+    assert report.bytes_written < 3_000  # the document and two small slices, no buffer
     changes = diff(codec.document(before), codec.document(after))
     assert changes.added == ("copy",)
     assert changes.removed == ("records",)
