@@ -2,20 +2,59 @@
 
 States run in order, every state is checkpointed, every step is an event in a log beside
 the notebook, and a run cut off by a crash continues where it stopped.
+
+The public names are imported when first used, so that ``nbflow runs`` and the kernel
+extension load only the parts they need.
 """
 
-import logging
+from __future__ import annotations
 
-from nbflow.children import ChildResult, ChildRun, child, run_child
-from nbflow.engine import Engine, Failpoints, RunPhase, RunResult, StartRequest, fact
-from nbflow.engine.facts import now, seed
-from nbflow.errors import NbflowError
-from nbflow.flow import Flow
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nbflow.children import ChildResult, ChildRun, child, run_child
+    from nbflow.engine import Engine, Failpoints, RunPhase, RunResult, StartRequest, fact
+    from nbflow.engine.facts import now, seed
+    from nbflow.errors import NbflowError
+    from nbflow.flow import Flow
 
 __version__ = "0.1.0"
 
 # A library does not configure logging; applications and the kernel extension do.
 logging.getLogger("nbflow").addHandler(logging.NullHandler())
+
+_PUBLIC = {
+    "ChildResult": "nbflow.children",
+    "ChildRun": "nbflow.children",
+    "child": "nbflow.children",
+    "run_child": "nbflow.children",
+    "Engine": "nbflow.engine",
+    "Failpoints": "nbflow.engine",
+    "RunPhase": "nbflow.engine",
+    "RunResult": "nbflow.engine",
+    "StartRequest": "nbflow.engine",
+    "fact": "nbflow.engine",
+    "now": "nbflow.engine.facts",
+    "seed": "nbflow.engine.facts",
+    "NbflowError": "nbflow.errors",
+    "Flow": "nbflow.flow",
+}
+"""Public name → the module that defines it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -218,8 +218,8 @@ class Flow:
         topological_order(manifest.plan)  # refuse bad plans before writing anything
         manifest_id = store_manifest(self.home.artifacts, manifest)
         if not fresh:
-            for record in self.home.events.runs(flow_id=self.name):
-                if record.status == "running" and record.manifest_id == manifest_id:
+            for record in self.home.events.runs(flow_id=self.name, status="running"):
+                if record.manifest_id == manifest_id:
                     return self.engine.resume(record.run_id)
         request = StartRequest.for_manifest(
             manifest, manifest_id, {} if context is None else context, use_cache=cache
@@ -294,9 +294,9 @@ class Flow:
     def resolve_run(self, prefix: str | None, *, unfinished: bool = False) -> str:
         """The run id that ``prefix`` names; with no prefix, the newest (unfinished) run."""
         if prefix is None:
-            for record in self.runs():
-                if not unfinished or record.status == "running":
-                    return record.run_id
+            status = "running" if unfinished else None
+            for record in self.home.events.runs(flow_id=self.name, limit=1, status=status):
+                return record.run_id
             raise StorageError(
                 "run_not_found",
                 f"flow {self.name!r} has no {'unfinished ' if unfinished else ''}run",

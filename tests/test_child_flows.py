@@ -226,7 +226,7 @@ def test_pictures_and_the_run_tree_show_each_child_run(
         children = [e for e in root.iter() if e.get("class") == "nbflow-child"]
         assert len(children) == 2
         assert {e.get("data-status") for e in children} == {"completed"}
-        runs(flow.home, None, False)
+        runs(flow.home, None, False, None)
     tree = capsys.readouterr().out
     assert "└ spawn ↳ flow:region" in tree
     child_lines = [line for line in tree.splitlines() if line.startswith("    ")]

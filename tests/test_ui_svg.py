@@ -8,12 +8,14 @@ import re
 import shutil
 import stat
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from nbflow.ui import dag_svg
 from nbflow.ui.colors import OUTCOME_COLORS, STATUS_COLORS
+from nbflow.ui.dag_groups import FOLD_ABOVE, find_folds, group_status
 from nbflow.ui.dag_svg import NO_DOT_HINT, render_plan_svg
 from nbflow.ui.model import STATUSES, AttemptBar, PlanView, StateView
 from nbflow.ui.timeline_svg import MIN_BAR_PX, render_timeline_svg
@@ -267,13 +269,59 @@ def test_single_state(use_dot: bool) -> None:
 
 
 @pytest.mark.parametrize("use_dot", ENGINES)
-@pytest.mark.parametrize("view", [chain(200), fan_out(200)], ids=["chain", "fan-out"])
-def test_two_hundred_states(view: PlanView, use_dot: bool) -> None:
+@pytest.mark.parametrize("view", [chain(FOLD_ABOVE), fan_out(200)], ids=["chain", "fan-out"])
+def test_many_states_a_box_each(view: PlanView, use_dot: bool) -> None:
+    """A chain just small enough not to fold, and a fan-out (which has no chain)."""
     root = ET.fromstring(render_plan_svg(view, use_dot=use_dot).svg)
-    assert len(classed(root, "nbflow-state")) == 200
-    assert len(classed(root, "nbflow-edge")) == 199
+    assert len(classed(root, "nbflow-state")) == len(view.states)
+    assert len(classed(root, "nbflow-edge")) == len(view.states) - 1
     # The long side runs down the page, where a notebook scrolls.
     assert float(root.get("width", "0")) < 1200 < float(root.get("height", "0"))
+
+
+@pytest.mark.parametrize("use_dot", ENGINES)
+def test_long_chains_of_a_large_plan_fold_into_one_node(use_dot: bool) -> None:
+    """300 states: a root, ten chains of 29 months and a report. Each chain is one node
+    that shows the status needing most attention, and says what it holds on hover."""
+    states = [StateView("prepare", (), "completed")]
+    for region in range(10):
+        for month in range(29):
+            status = "completed" if month < 10 else "pending"
+            if region == 3 and month == 10:
+                status = "failed"
+            if region == 5 and month == 10:
+                status = "running"
+            up = f"r{region}.m{month - 1}" if month else "prepare"
+            states.append(StateView(f"r{region}.m{month}", (up,), status))
+    states.append(StateView("report", tuple(f"r{r}.m28" for r in range(10)), "pending"))
+    view = PlanView("sales", tuple(states))
+    root = ET.fromstring(render_plan_svg(view, use_dot=use_dot).svg)
+    nodes = classed(root, "nbflow-state")
+    assert len(nodes) == 12
+    assert len(classed(root, "nbflow-edge")) == 20
+    by_name = {node.get("data-state"): node for node in nodes}
+    assert by_name["r3.m0 … r3.m28"].get("data-status") == "failed"
+    assert by_name["r5.m0 … r5.m28"].get("data-status") == "running"
+    assert by_name["r0.m0 … r0.m28"].get("data-status") == "pending"
+    hover = by_name["r3.m0 … r3.m28"].findtext("{http://www.w3.org/2000/svg}title") or ""
+    assert "29 states in a chain, r3.m0 to r3.m28" in hover
+    assert "18 pending, 10 completed, 1 failed" in hover
+    legend = "".join(classed(root, "nbflow-legend")[0].itertext())
+    for counted in ("pending 189", "running 1", "completed 101", "failed 1"):
+        assert counted in legend  # every state of every chain is counted
+    assert root.get("aria-label", "").endswith(": 292 states")
+
+
+def test_folds_follow_the_shape_only() -> None:
+    view = chain(200)
+    folds = find_folds(view)
+    assert [(f.members[0], f.members[-1]) for f in folds] == [("s1", "s198")]
+    assert find_folds(chain(FOLD_ABOVE)) == []
+    restyled = PlanView("chain", tuple(replace(s, status="pending") for s in view.states))
+    assert find_folds(restyled) == folds
+    assert group_status(["completed", "cached"]) == "completed"
+    assert group_status(["completed", "pending"]) == "pending"
+    assert group_status(["completed", "running", "failed"]) == "failed"
 
 
 def test_builtin_layout_keeps_states_apart() -> None:

@@ -11,8 +11,7 @@ from nbflow import maintenance
 from nbflow.cli.errors import EXIT_FAILED, EXIT_OK, CommandLineError
 from nbflow.cli.pictures import combined_svg, run_pictures
 from nbflow.cli.staleness import notebook_view
-from nbflow.cli.summary import states_total
-from nbflow.kernel.views import run_bars, run_row, snapshot_size
+from nbflow.kernel.views import StateCounts, run_bars, run_row, snapshot_size
 from nbflow.store import Home
 from nbflow.ui.dag_svg import render_plan_svg
 from nbflow.ui.text import TextPresenter
@@ -28,10 +27,11 @@ def resolve_run(home: Home, prefix: str) -> str:
     raise CommandLineError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
 
 
-def runs(home: Home, notebook: str | None, as_json: bool) -> int:
-    """``nbflow runs``."""
-    records = home.events.runs(flow_id=notebook, limit=1000)
-    rows = [run_row(home.events, r, states_total(home, r.manifest_id), False) for r in records]
+def runs(home: Home, notebook: str | None, as_json: bool, limit: int | None) -> int:
+    """``nbflow runs``: the newest ``limit`` runs (None: every one)."""
+    counts = StateCounts(home.artifacts)
+    records = home.events.runs(flow_id=notebook, limit=limit)
+    rows = [run_row(home.events, r, counts(r.manifest_id), False) for r in records]
     if as_json:
         print(
             json.dumps(
@@ -43,7 +43,8 @@ def runs(home: Home, notebook: str | None, as_json: bool) -> int:
             )
         )
     else:
-        TextPresenter().runs(rows)
+        total = home.events.count_runs(notebook) if len(rows) == limit else len(rows)
+        TextPresenter().runs(rows, total)
     return EXIT_OK
 
 
@@ -66,7 +67,7 @@ def show(
         return EXIT_OK
     record = home.events.run(run_id)
     assert record is not None
-    row = run_row(home.events, record, states_total(home, record.manifest_id), False)
+    row = run_row(home.events, record, StateCounts(home.artifacts)(record.manifest_id), False)
     bars = run_bars(home.events.read_range(run_id), lambda sid: snapshot_size(home.artifacts, sid))
     if as_json:
         shown: dict[str, object] = {"run": asdict(row), "attempts": [asdict(b) for b in bars]}
@@ -77,7 +78,7 @@ def show(
         text = TextPresenter()
         if plan is not None:
             text.plan(plan)
-        text.runs([row])
+        text.runs([row], 1)
         text.timeline(run_id, bars)
     if svg is not None:
         dag, timeline = run_pictures(home, run_id)

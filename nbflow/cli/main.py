@@ -16,6 +16,7 @@ from typing import NoReturn
 from nbflow.cli.errors import EXIT_FAILED, EXIT_USAGE, CommandLineError
 from nbflow.errors import NbflowError
 from nbflow.store import HOME_DIRNAME, Home
+from nbflow.ui.model import RUNS_PAGE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +81,15 @@ def _parser() -> _Parser:
     runs = commands.add_parser("runs", help="list the runs of a notebook, newest first")
     runs.add_argument("notebook", nargs="?", help="NOTEBOOK.ipynb (default: every notebook)")
     runs.add_argument("--home", help="the .nbflow folder (default: beside the notebook)")
-    runs.add_argument("--json", action="store_true", help="output for machines")
+    runs.add_argument("--json", action="store_true", help="output for machines (every run)")
+    listed = runs.add_mutually_exclusive_group()
+    listed.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help=f"list the newest N runs (default: {RUNS_PAGE}; with --json, every run)",
+    )
+    listed.add_argument("--all", action="store_true", help="list every run")
     show = commands.add_parser(
         "show",
         help="a run's summary, its DAG and timeline as SVG; with a notebook, what is stale",
@@ -111,6 +120,17 @@ def _parser() -> _Parser:
         help="keep the cache within SIZE (10GB, 500MB), least recently used evicted first",
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    """An argument that is a whole number of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
 
 
 def _home_of(path: str | None, notebook: str | None = None) -> Path:
@@ -226,9 +246,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "runs":
         home = _existing_home(_home_of(args.home, args.notebook))
         with home:
-            return commands.runs(
-                home, Path(args.notebook).name if args.notebook else None, args.json
-            )
+            limit: int | None = args.limit
+            if args.all or (limit is None and args.json):
+                limit = None
+            elif limit is None:
+                limit = RUNS_PAGE
+            flow_id = Path(args.notebook).name if args.notebook else None
+            return commands.runs(home, flow_id, args.json, limit)
     if args.command == "show":
         notebook, run = _show_targets(args.targets)
         where = _home_of(args.home, str(notebook) if notebook else None)

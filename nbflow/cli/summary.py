@@ -6,23 +6,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from nbflow.engine.contract import read_manifest
 from nbflow.engine.results import replay_verdict
-from nbflow.errors import NbflowError
-from nbflow.kernel.views import attempt_bars, run_row
+from nbflow.kernel.views import StateCounts, attempt_bars, run_row
 from nbflow.model.events import ReplayChecked
 from nbflow.store import Home
 from nbflow.ui.text import duration
-
-
-def states_total(home: Home, manifest_id: str | None) -> int:
-    """How many states the run of ``manifest_id`` has (0 when unknown)."""
-    if manifest_id is None:
-        return 0
-    try:
-        return len(read_manifest(home.artifacts, manifest_id, trusted=False).plan.states)
-    except NbflowError:
-        return 0
 
 
 def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: bool) -> None:
@@ -32,7 +20,7 @@ def show_summary(home: Home, flow_id: str, status: int, output: Path, as_json: b
         print("nbflow: the notebook has no %%state cells; it ran without checkpoints")
         return
     record = records[0]
-    row = run_row(home.events, record, states_total(home, record.manifest_id), False)
+    row = run_row(home.events, record, StateCounts(home.artifacts)(record.manifest_id), False)
     stream = home.events.read_range(record.run_id)
     bars = [b for b in attempt_bars(stream) if b.outcome != "backoff"]
     replay = next((e.event for e in stream if isinstance(e.event, ReplayChecked)), None)

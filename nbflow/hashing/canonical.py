@@ -61,6 +61,13 @@ def _check_text(text: str, path: str) -> None:
 def canonical_json(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value``; raises :class:`FloatNotAllowed` on floats."""
     check_canonical(value)
+    return canonical_bytes(value)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The canonical UTF-8 bytes of a ``value`` known to hold no float (its type says
+    so); :func:`canonical_json` checks that first. ``UnicodeEncodeError`` on text that has
+    no UTF-8 form."""
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")

@@ -81,7 +81,7 @@ class KernelCache:
         self, manifest: Manifest, spec: StateSpec, base_snapshot_id: str, context: Any
     ) -> Keyed:
         """See :class:`CachePolicy`."""
-        document = self._session.snapshots.document(base_snapshot_id)
+        document = self._session.snapshots.captured_document(base_snapshot_id)
 
         def value_id(name: str) -> str | None:
             entry = document.variable(name)
@@ -154,14 +154,15 @@ class KernelCache:
         """The variables the attempt created, changed (among those it wrote or read) or
         deleted, and its ``--outputs`` files, stored as artifacts."""
         snapshots = self._session.snapshots
-        before = snapshots.document(base_snapshot_id)
-        after = snapshots.document(snapshot_id)
+        before = snapshots.captured_document(base_snapshot_id)
+        after = snapshots.captured_document(snapshot_id)
         facts = code_facts(python_of(spec.source))
         touched = facts.writes | facts.reads
         namespace = self._session.shell.user_ns
         changed, deleted = [], []
+        before_by_name = before.by_name()
         for entry in after.variables:
-            old = before.variable(entry.name)
+            old = before_by_name.get(entry.name)
             if old is not None and _identity(old) == _identity(entry):
                 continue
             if old is not None and entry.name not in touched:

@@ -12,12 +12,14 @@ from nbflow.kernel.views import (
     banner_view,
     plan_view,
     run_bars,
+    run_page,
     run_row,
     session_bars,
     snapshot_size,
 )
 from nbflow.model.plan import Edge, Plan
 from nbflow.store import Home
+from nbflow.ui.model import RUNS_PAGE
 
 if TYPE_CHECKING:
     from nbflow.kernel.session import KernelSession
@@ -51,14 +53,16 @@ class SessionViews:
             )
         )
 
-    def runs(self) -> None:
-        """``%flow runs``."""
+    def runs(self, every: bool = False) -> None:
+        """``%flow runs [--all]``: the newest page of the history, or all of it."""
         session = self._session
-        rows = []
-        for record in session.home.events.runs(flow_id=session.flow_id, limit=100):
-            total = session.states_total(record.manifest_id)
-            rows.append(run_row(session.home.events, record, total, live=False))
-        session.presenter.runs(rows)
+        rows = run_page(
+            session.home.events,
+            session.state_counts,
+            session.flow_id,
+            limit=None if every else RUNS_PAGE,
+        )
+        session.presenter.runs(rows, session.home.events.count_runs(session.flow_id))
 
     def timeline(self, run: str | None) -> None:
         """``%flow timeline [RUN]``; RUN may also be a child run this notebook started,
@@ -100,7 +104,7 @@ class SessionViews:
         view = banner_view(
             session.home.events,
             session.flow_id,
-            session.states_total(record.manifest_id),
+            session.state_counts(record.manifest_id),
             self._why_not_resumable(record.run_id),
             running=owner is not None,
         )
@@ -135,5 +139,5 @@ class SessionViews:
         )
         newest = session.home.events.runs(flow_id=session.flow_id, limit=1)
         if newest:
-            total = session.states_total(newest[0].manifest_id)
-            session.presenter.runs([run_row(session.home.events, newest[0], total, live=False)])
+            total = session.state_counts(newest[0].manifest_id)
+            session.presenter.runs([run_row(session.home.events, newest[0], total, live=False)], 1)

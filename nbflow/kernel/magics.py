@@ -65,7 +65,7 @@ def run_sync_command(session: KernelSession, command: str, args: Any) -> None:
     if command == "show":
         session.views.show()
     elif command == "runs":
-        session.views.runs()
+        session.views.runs(bool(args.all))
     elif command == "timeline":
         session.views.timeline(args.run)
     elif command == "status":

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nbflow.hashing.redact import Redaction
-from nbflow.kernel.views import live_view
+from nbflow.kernel.live_run import LiveRun
 from nbflow.model.events import (
     CheckpointsDiscarded,
     ChildRunJoined,
@@ -27,6 +27,16 @@ from nbflow.ui.text import duration
 if TYPE_CHECKING:
     from nbflow.kernel.session import KernelSession
 
+_DRAWN = (
+    StateEntered,
+    StateCompleted,
+    StateFailed,
+    RetryScheduled,
+    ChildRunSpawned,
+    ChildRunJoined,
+)
+"""Events that change the live DAG."""
+
 
 class Narrator:
     """Listens to the engine of one kernel session and tells its user."""
@@ -36,6 +46,8 @@ class Narrator:
         self._told: set[str] = set()
         """States whose reason for not being cached was said already."""
         self._redactions_told: set[tuple[str, ...]] = set()
+        self._live: LiveRun | None = None
+        """The run being driven, folded event by event for its live DAG."""
 
     def on_redacted(self, where: str, done: list[Redaction]) -> None:
         """Say once per kind of secret what was withheld from the history, and why."""
@@ -47,6 +59,21 @@ class Narrator:
             f"nbflow: withheld from {where} before saving it: {', '.join(kinds)} "
             "(secrets are never written to .nbflow; what you see above is unchanged)"
         )
+
+    def _draw(self, envelope: EventEnvelope) -> None:
+        """Fold the event into the live run, and let the presenter draw it when due."""
+        session = self._session
+        plan = session.live_plan
+        assert plan is not None
+        live = self._live
+        if live is None or live.run_id != envelope.run_id or live.seq != envelope.seq - 1:
+            # A new run, or one resumed: its stream so far, read once.
+            live = self._live = LiveRun(envelope.run_id, plan, session.live_stale)
+            for earlier in session.home.events.read_range(envelope.run_id, 1, envelope.seq - 1):
+                live.feed(earlier)
+        live.feed(envelope)
+        if isinstance(envelope.event, _DRAWN):
+            session.presenter.live(live)
 
     def _worth_telling(self, event: StateKeyed) -> bool:
         """Why a state is not cached, said once per state; not for what the user marked."""
@@ -103,20 +130,8 @@ class Narrator:
             )
         elif not session.verbose_progress:
             return
-        if session.live_plan is not None and isinstance(
-            event,
-            (
-                StateEntered,
-                StateCompleted,
-                StateFailed,
-                RetryScheduled,
-                ChildRunSpawned,
-                ChildRunJoined,
-            ),
-        ):
-            stream = session.home.events.read_range(envelope.run_id)
-            view, done, current = live_view(session.live_plan, stream, stale=session.live_stale)
-            session.presenter.live(view, done, len(session.live_plan.states), current)
+        if session.live_plan is not None:
+            self._draw(envelope)
         if isinstance(event, StateEntered):
             session.live_run = envelope.run_id
             session.presenter.progress(event.state_id, event.attempt, "started")

@@ -37,10 +37,7 @@ from nbflow.kernel.looking import SessionViews
 from nbflow.kernel.narration import Narrator
 from nbflow.kernel.notebook_fan_out import FanOutCellDriver
 from nbflow.kernel.notebook_run import CellDriver
-from nbflow.kernel.views import (
-    plan_staleness,
-    run_bars,
-)
+from nbflow.kernel.views import StateCounts, plan_staleness, run_bars, run_page
 from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import (
     ChildOf,
@@ -53,7 +50,7 @@ from nbflow.snapshot import NamespaceCodec
 from nbflow.snapshot.filters import is_ipython_name
 from nbflow.snapshot.values import SnapshotValues
 from nbflow.store import Home
-from nbflow.ui.model import AttemptBar
+from nbflow.ui.model import AttemptBar, RunRow
 from nbflow.ui.presenter import Presenter
 
 BRANCH_OUTPUTS_MIME = "application/vnd.nbflow.branch-outputs+json"
@@ -90,6 +87,8 @@ class KernelSession:
         values of withheld variables. Nothing nbflow writes holds one."""
         self.snapshots = NamespaceCodec(self.home.artifacts, secrets=self.secrets)
         self.snapshots.owned = ipython_owned(shell)
+        self.state_counts = StateCounts(self.home.artifacts)
+        """How many states a run's plan has, by manifest."""
         self.cache_policy = KernelCache(self)
         self.engine: Engine[dict[str, Any]] = Engine(
             self.home.artifacts,
@@ -346,8 +345,8 @@ class KernelSession:
         manifest = Manifest(flow_id=self.flow_id, plan=plan, run_config=config)
         manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
         if not fresh:
-            for record in self.home.events.runs(flow_id=self.flow_id):
-                if record.status == "running" and record.manifest_id == manifest_id:
+            for record in self.home.events.runs(flow_id=self.flow_id, status="running"):
+                if record.manifest_id == manifest_id:
                     self.presenter.message(
                         f"nbflow: resuming interrupted run {record.run_id[:8]} of the same "
                         "plan (use --fresh to start anew)"
@@ -639,9 +638,9 @@ class KernelSession:
     def resolve_run(self, prefix: str | None, *, interrupted: bool = False) -> str:
         """The run named by ``prefix``; without one, this notebook's newest (interrupted)."""
         if prefix is None:
-            for record in self.home.events.runs(flow_id=self.flow_id):
-                if not interrupted or record.status == "running":
-                    return record.run_id
+            status = "running" if interrupted else None
+            for record in self.home.events.runs(flow_id=self.flow_id, limit=1, status=status):
+                return record.run_id
             kind = "interrupted run" if interrupted else "run"
             raise UsageError(f"nbflow: {self.flow_id} has no {kind}")
         matches = self.home.events.find_runs(prefix)
@@ -716,14 +715,10 @@ class KernelSession:
         result = _usage(lambda: self.engine.cancel(run_id))
         self.presenter.message(f"nbflow: run {run_id[:8]} is {result.phase.value}")
 
-    def states_total(self, manifest_id: str | None) -> int:
-        if manifest_id is None:
-            return 0
-        try:
-            manifest = read_manifest(self.home.artifacts, manifest_id, trusted=False)
-            return len(manifest.plan.states)
-        except NbflowError:
-            return 0
+    def run_rows(self, offset: int) -> list[RunRow]:
+        """A page of this notebook's run history from ``offset`` (the history's Older and
+        Newer buttons)."""
+        return run_page(self.home.events, self.state_counts, self.flow_id, offset)
 
 
 def _usage(action: Any) -> Any:

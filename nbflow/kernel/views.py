@@ -3,44 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from nbflow.engine.contract import read_manifest
 from nbflow.engine.plan import topological_order
 from nbflow.engine.staleness import HISTORY_DEPTH, last_completions, stale_states
 from nbflow.errors import NbflowError, PlanError
+from nbflow.kernel.attempts import AttemptFold, StateOutcome
 from nbflow.kernel.child_views import ChildSpan, child_spans, row_name, with_children
 from nbflow.model.events import (
-    AttemptInterrupted,
-    BranchAssigned,
     ChildOf,
     ChildRunSpawned,
     EventEnvelope,
-    FanOutStarted,
-    RetryScheduled,
-    RunCompleted,
     RunStarted,
-    StateCached,
     StateCompleted,
     StateEntered,
-    StateFailed,
-    StateSkipped,
     StatesSatisfied,
 )
 from nbflow.model.plan import Plan
 from nbflow.snapshot.document import SnapshotDocument
 from nbflow.store.artifacts import ArtifactStore
 from nbflow.store.events import EventStore, RunRecord
-from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow, StateView
-
-
-@dataclass(frozen=True)
-class StateOutcome:
-    """The last attempt of a state in one run."""
-
-    status: str
-    attempt: int
-    duration_ms: int | None
-    error: str | None
+from nbflow.ui.model import RUNS_PAGE, AttemptBar, BannerView, PlanView, RunRow, StateView
 
 
 def attempt_bars(
@@ -48,99 +32,13 @@ def attempt_bars(
 ) -> list[AttemptBar]:
     """Every attempt of a run (and every backoff wait) as a bar on the run's time axis,
     in the order they started; ``size_of`` gives the size of a completed attempt's
-    snapshot. In a fan-out run several attempts are open at once: each event pairs with
-    the open attempt of its state."""
-    if not events:
-        return []
-    origin = events[0].at_us
-    bars: list[AttemptBar] = []
-    open_entries: dict[str, _Open] = {}
-    ended = any(isinstance(e.event, RunCompleted) for e in events)
-    fan_out = any(isinstance(e.event, FanOutStarted) for e in events)
-
-    def close(
-        state_id: str, outcome: str, at_us: int, error: str | None = None, size: int | None = None
-    ) -> None:
-        entry = open_entries.pop(state_id)
-        bars.append(
-            AttemptBar(
-                state_id,
-                entry.entered.attempt,
-                (entry.start_us - origin) // 1000,
-                max(0, (at_us - entry.start_us) // 1000),
-                entry.served or outcome,
-                error,
-                size,
-                worker=entry.worker,
-            )
-        )
-
-    for envelope in events:
-        event = envelope.event
-        state_id = getattr(event, "state_id", None)
-        entry = open_entries.get(state_id) if isinstance(state_id, str) else None
-        if isinstance(event, StateEntered):
-            # Superseded: its process died inside it. In a sequential run any open
-            # attempt is; in a fan-out run only one of the same state.
-            for other in [event.state_id] if fan_out else list(open_entries):
-                if other in open_entries:
-                    close(other, "interrupted", envelope.at_us)
-            open_entries[event.state_id] = _Open(event, envelope.at_us)
-        elif entry is None:
-            if isinstance(event, RetryScheduled):
-                bars.append(
-                    AttemptBar(
-                        event.state_id,
-                        event.next_attempt - 1,
-                        (envelope.at_us - origin) // 1000,
-                        event.delay_ms,
-                        "backoff",
-                    )
-                )
-        elif isinstance(event, StateCached):
-            entry.served = "cached"
-        elif isinstance(event, StateSkipped):
-            entry.served = "skipped"
-        elif isinstance(event, BranchAssigned):
-            entry.worker = event.worker
-        elif isinstance(event, StateCompleted):
-            size = size_of(event.context_snapshot_id) if size_of is not None else None
-            close(event.state_id, "completed", envelope.at_us, size=size)
-        elif isinstance(event, StateFailed):
-            entry.served = ""
-            close(event.state_id, "failed", envelope.at_us, event.error.message)
-        elif isinstance(event, AttemptInterrupted):
-            entry.served = ""
-            close(event.state_id, "interrupted", envelope.at_us)
-    for state_id in list(open_entries):
-        close(state_id, "interrupted" if ended else "running", events[-1].at_us)
-    bars.sort(key=lambda bar: bar.start_ms)
-    return bars
-
-
-@dataclass
-class _Open:
-    """An attempt entered and not yet ended, while a stream is read."""
-
-    entered: StateEntered
-    start_us: int
-    served: str = ""
-    """``cached`` or ``skipped``: how it completes without running."""
-    worker: str | None = None
+    snapshot (see :class:`AttemptFold`)."""
+    return AttemptFold(size_of).add_all(events).bars()
 
 
 def state_outcomes(events: list[EventEnvelope], live: bool) -> dict[str, StateOutcome]:
     """Each state's last attempt in one run; ``live``: the run is being driven right now."""
-    outcomes: dict[str, StateOutcome] = {}
-    for bar in attempt_bars(events):
-        if bar.outcome == "backoff":
-            outcomes[bar.state_id] = StateOutcome("retrying", bar.attempt, None, None)
-            continue
-        status = bar.outcome
-        if status == "running" and not live:
-            status = "interrupted"
-        outcomes[bar.state_id] = StateOutcome(status, bar.attempt, bar.duration_ms, bar.error)
-    return outcomes
+    return AttemptFold().add_all(events).outcomes(live)
 
 
 def plan_view(
@@ -169,6 +67,7 @@ def plan_view(
                 if span.state_id in fresh:
                     children.setdefault(span.state_id, []).append(span)
     stale = plan_staleness(events, plan, current) if current is not None else {}
+    upstream = plan.upstream_map()
     views = []
     for state in plan.states:
         found = latest.get(state.id)
@@ -180,7 +79,7 @@ def plan_view(
         views.append(
             StateView(
                 state.id,
-                plan.upstream_of(state.id),
+                upstream[state.id],
                 status,
                 found.attempt if found else None,
                 found.duration_ms if found else None,
@@ -239,13 +138,49 @@ def plan_staleness(
         states = topological_order(plan)
     except PlanError:  # a plan being declared may have a cycle: judged as declared
         states = list(plan.states)
-    order = [(state.id, plan.upstream_of(state.id)) for state in states]
+    upstream = plan.upstream_map()
+    order = [(state.id, upstream[state.id]) for state in states]
     done = last_completions(events, plan.flow_id, [state.id for state in plan.states])
     return stale_states(order, done, current)
 
 
 _SETTLED = ("completed", "cached", "skipped", "restored")
 """Statuses that a stale mark replaces: the result is there, but out of date."""
+
+
+class StateCounts:
+    """How many states each run's plan has, read from its manifest once per manifest
+    (runs of one notebook share a few manifests; manifests never change)."""
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self._artifacts = artifacts
+        self._known: dict[str, int] = {}
+
+    def __call__(self, manifest_id: str | None) -> int:
+        """The number of states of ``manifest_id``'s plan (0 when unknown)."""
+        if manifest_id is None:
+            return 0
+        found = self._known.get(manifest_id)
+        if found is None:
+            try:
+                manifest = read_manifest(self._artifacts, manifest_id, trusted=False)
+                found = len(manifest.plan.states)
+            except NbflowError:
+                return 0
+            self._known[manifest_id] = found
+        return found
+
+
+def run_page(
+    events: EventStore,
+    counts: StateCounts,
+    flow_id: str | None,
+    offset: int = 0,
+    limit: int | None = RUNS_PAGE,
+) -> list[RunRow]:
+    """The history's rows from ``offset`` (newest first), at most ``limit``."""
+    records = events.runs(flow_id=flow_id, limit=limit, offset=offset)
+    return [run_row(events, record, counts(record.manifest_id), False) for record in records]
 
 
 def run_row(events: EventStore, record: RunRecord, states_total: int, live: bool) -> RunRow:
@@ -323,15 +258,27 @@ def live_view(
     being driven now (otherwise an attempt left open was cut off: ``interrupted``).
     ``stale``: the states that were stale when the run started, shown as such until the
     run reaches them."""
-    outcomes = state_outcomes(stream, live=live)
-    done = sum(isinstance(e.event, StateCompleted) for e in stream)
-    running = [s for s, o in outcomes.items() if o.status in ("running", "retrying")]
-    current = ", ".join(running) if running else None  # several at once in a fan-out run
-    stale = stale or {}
-    spans: dict[str, list[ChildSpan]] = {}
-    if any(isinstance(e.event, ChildRunSpawned) for e in stream):
-        for span in child_spans(stream):
-            spans.setdefault(span.state_id, []).append(span)
+    fold = AttemptFold().add_all(stream)
+    spans = child_spans(stream) if any(isinstance(e.event, ChildRunSpawned) for e in stream) else []
+    view = run_plan_view(plan, plan.upstream_map(), fold, live, stale or {}, spans)
+    running = [s.state_id for s in view.states if s.status in ("running", "retrying")]
+    return view, fold.completed, ", ".join(running) if running else None
+
+
+def run_plan_view(
+    plan: Plan,
+    upstream: Mapping[str, tuple[str, ...]],
+    fold: AttemptFold,
+    live: bool,
+    stale: Mapping[str, str],
+    spans: list[ChildSpan],
+) -> PlanView:
+    """The plan of one run as its events so far (folded in ``fold``) left it, with a node
+    per child run (``spans``) after the state that started it."""
+    outcomes = fold.outcomes(live)
+    by_state: dict[str, list[ChildSpan]] = {}
+    for span in spans:
+        by_state.setdefault(span.state_id, []).append(span)
     views = []
     for state in plan.states:
         outcome = outcomes.get(state.id)
@@ -340,7 +287,7 @@ def live_view(
         views.append(
             StateView(
                 state.id,
-                plan.upstream_of(state.id),
+                upstream[state.id],
                 "stale" if reason is not None else status,
                 outcome.attempt if outcome is not None else None,
                 outcome.duration_ms if outcome is not None else None,
@@ -348,8 +295,8 @@ def live_view(
                 reason,
             )
         )
-        views += child_nodes(spans.get(state.id, []))
-    return PlanView(plan.flow_id, tuple(views)), done, current
+        views += child_nodes(by_state.get(state.id, []))
+    return PlanView(plan.flow_id, tuple(views))
 
 
 def snapshot_size(artifacts: ArtifactStore, snapshot_id: str) -> int | None:

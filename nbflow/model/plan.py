@@ -92,3 +92,10 @@ class Plan(BaseModel):
     def upstream_of(self, state_id: str) -> tuple[str, ...]:
         """Ids of the states ``state_id`` directly depends on, in edge order."""
         return tuple(e.upstream for e in self.edges if e.downstream == state_id)
+
+    def upstream_map(self) -> dict[str, tuple[str, ...]]:
+        """:meth:`upstream_of` of every state at once (one pass over the edges)."""
+        found: dict[str, list[str]] = {state.id: [] for state in self.states}
+        for edge in self.edges:
+            found.setdefault(edge.downstream, []).append(edge.upstream)
+        return {state_id: tuple(ups) for state_id, ups in found.items()}

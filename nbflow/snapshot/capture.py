@@ -94,6 +94,9 @@ class CaptureMemory:
     """Names that failed inside the stream last time: tried alone first next time."""
     last_notes: frozenset[VariableNote] = frozenset()
     screen: SecretScreen = field(default_factory=SecretScreen)
+    entries: dict[str, VariableEntry] = field(default_factory=dict)
+    """The stored entries of the last capture, by name: an unchanged variable's entry is
+    used again as it is."""
 
 
 @dataclass
@@ -178,9 +181,12 @@ class Capture:
                         self._try_alone(name)
                     slices = self._stream(hasher, writer)
                 writer.finish()
+                before = self._memory.entries
                 for piece in slices:
-                    self._entries[piece.name] = _stored_entry(piece)
-                document = SnapshotDocument(
+                    self._entries[piece.name] = _stored_entry(piece, before.get(piece.name))
+                # Every entry was validated when it was made: checking them all again at
+                # every capture would cost time in proportion to the namespace.
+                document = SnapshotDocument.model_construct(
                     python=python_version(),
                     variables=tuple(
                         self._entries[name] for name in load_order(self._entries, self._late)
@@ -200,6 +206,7 @@ class Capture:
         self._memory.clean_generation = self._secrets.generation
         self._memory.retry_alone = frozenset(self._excluded_in_stream)
         self._memory.last_notes = frozenset(report.notes)
+        self._memory.entries = {piece.name: self._entries[piece.name] for piece in slices}
         return snapshot_id, document, report
 
     # -- choosing what to pickle ---------------------------------------------------------
@@ -364,6 +371,8 @@ class _Writer:
         self._claimed: set[str] = set()
         self._lock = threading.Lock()
         self._futures: list[Future[None]] = []
+        self._small: list[tuple[str, int, str, memoryview]] = []
+        """Slices kept in the database, checked for presence all at once by :meth:`finish`."""
         self.bytes_written = 0
         self.artifacts_written = 0
 
@@ -373,7 +382,7 @@ class _Writer:
         for job in piece.jobs:
             self._futures.append(self._pool.submit(self._store_buffer, job, piece.name, size))
         if len(piece.data) <= INLINE_MAX:  # kept in the database: no thread needed
-            self._put_of(piece.name, size, piece.digest, memoryview(piece.data))
+            self._small.append((piece.name, size, piece.digest, memoryview(piece.data)))
         else:
             self._futures.append(
                 self._pool.submit(
@@ -410,7 +419,14 @@ class _Writer:
                 self.artifacts_written += 1
 
     def finish(self) -> None:
-        """Wait for every queued write; raises the first failure."""
+        """Store the small slices that are not stored yet, and wait for every queued
+        write; raises the first failure."""
+        small, self._small = self._small, []
+        # One query for every small slice: most are unchanged variables, stored before.
+        missing = self._artifacts.missing(digest for _, _, digest, _ in small)
+        for name, size, digest, view in small:
+            if digest in missing:
+                self._put_of(name, size, digest, view)
         for future in self._futures:
             future.result()
         self._futures.clear()
@@ -439,7 +455,19 @@ def load_order(names: Iterable[str], late: Collection[str]) -> list[str]:
     return sorted(names, key=lambda name: (name in late, name))
 
 
-def _stored_entry(piece: _Slice) -> VariableEntry:
+def _stored_entry(piece: _Slice, before: VariableEntry | None) -> VariableEntry:
+    """The entry of a stored slice; ``before``, the variable's entry in the last capture,
+    when it says the same (most variables of a namespace do not change)."""
+    buffers = tuple(job.artifact_id() for job in piece.jobs)
+    checksums = tuple(job.checksum() for job in piece.jobs)
+    if (
+        before is not None
+        and before.pickle == piece.digest
+        and before.buffers == buffers
+        and before.checksums == checksums
+        and before.type_name == piece.type_name
+    ):
+        return before
     return VariableEntry(
         name=piece.name,
         type_name=piece.type_name,
@@ -447,8 +475,8 @@ def _stored_entry(piece: _Slice) -> VariableEntry:
         encoding=Encoding.PICKLE,
         size=len(piece.data) + sum(job.nbytes for job in piece.jobs),
         pickle=piece.digest,
-        buffers=tuple(job.artifact_id() for job in piece.jobs),
-        checksums=tuple(job.checksum() for job in piece.jobs),
+        buffers=buffers,
+        checksums=checksums,
     )
 
 

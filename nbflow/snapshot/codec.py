@@ -24,6 +24,10 @@ from nbflow.snapshot.report import CaptureReport, RestoreReport
 from nbflow.snapshot.restore import Restore
 from nbflow.store.artifacts import ArtifactStore
 
+_CAPTURED_KEPT = 4
+"""Documents of recent captures kept in memory: a state's base and result, and a few
+more."""
+
 
 class NamespaceCodec:
     """Saves a namespace (``dict`` of variables) as a snapshot and loads it back.
@@ -52,6 +56,8 @@ class NamespaceCodec:
         (:mod:`nbflow.kernel.ipython_names`); None: IPython's names by name."""
         self._last_report: CaptureReport | None = None
         self._last_restore: RestoreReport | None = None
+        self._captured: dict[str, SnapshotDocument] = {}
+        """The documents of the last captures, oldest first."""
 
     def capture(self, context: Mapping[str, Any]) -> str:
         """Durably store the variables of ``context`` and return the snapshot id.
@@ -61,8 +67,11 @@ class NamespaceCodec:
         reason and in :attr:`last_report`, and neither stops the capture.
         """
         capture = Capture(self._artifacts, self._memory, self._workers, self.secrets, self.owned)
-        snapshot_id, _, report = capture.run(context)
+        snapshot_id, document, report = capture.run(context)
         self._last_report = report
+        self._captured[snapshot_id] = document
+        while len(self._captured) > _CAPTURED_KEPT:
+            del self._captured[next(iter(self._captured))]
         return snapshot_id
 
     def restore(
@@ -167,6 +176,13 @@ class NamespaceCodec:
         # capture of its own namespace can skip.
         joined = NamespaceCodec(self._artifacts, workers=self._workers, secrets=self.secrets)
         return joined.capture(namespace)
+
+    def captured_document(self, snapshot_id: str) -> SnapshotDocument:
+        """The document of ``snapshot_id``: as this codec made it, if it is one of its
+        last captures (no need to read back what it wrote), else :meth:`document`. For
+        reading the names and ids a document lists; a restore reads and checks it."""
+        found = self._captured.get(snapshot_id)
+        return found if found is not None else self.document(snapshot_id)
 
     def document(self, snapshot_id: str) -> SnapshotDocument:
         """The parsed, verified snapshot document of ``snapshot_id``: signed by this user

@@ -17,7 +17,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nbflow.errors import ContextError
-from nbflow.hashing.canonical import canonical_json
+from nbflow.hashing.canonical import canonical_bytes, canonical_json
 
 SNAPSHOT_FORMAT_VERSION = 2
 """Version of the snapshot document; bumped on incompatible change. Version 2 added the
@@ -111,6 +111,10 @@ class SnapshotDocument(_Frozen):
         """The entry of ``name``, or None."""
         return next((v for v in self.variables if v.name == name), None)
 
+    def by_name(self) -> dict[str, VariableEntry]:
+        """Every entry by its variable's name (for many look-ups)."""
+        return {v.name: v for v in self.variables}
+
     def names(self, status: VariableStatus | None = None) -> tuple[str, ...]:
         """Variable names, optionally only those with ``status``."""
         return tuple(v.name for v in self.variables if status is None or v.status == status)
@@ -121,7 +125,14 @@ class SnapshotDocument(_Frozen):
 
     def to_bytes(self) -> bytes:
         """The canonical JSON bytes whose content id is the snapshot id."""
-        return canonical_json(self.model_dump(mode="json"))
+        value = self.model_dump(mode="json")
+        # The model types every field as text, whole numbers or lists of them, so no
+        # float can be in it; text without a UTF-8 form (lone surrogates) is what could
+        # be, and the canonical check then says where.
+        try:
+            return canonical_bytes(value)
+        except UnicodeEncodeError:
+            return canonical_json(value)
 
     @classmethod
     def from_bytes(cls, data: bytes, snapshot_id: str) -> SnapshotDocument:

@@ -130,8 +130,10 @@ class SecretScreen:
 
     def withhold_reason(self, name: str, value: Any) -> str | None:
         """Why the variable ``name`` bound to ``value`` must not be saved, or None."""
-        if looks_like_credential_name(name):
+        if self._credential_key(name):
             return "its name looks like a credential"
+        if type(value) in _ATOM_TYPES:  # a number or a string: its bytes are scanned later
+            return None
         if self._is_secret_type(type(value)):
             return f"values of type {type_name(value)} hold secrets"
         return self._walk(value)
@@ -179,6 +181,7 @@ class SecretScreen:
 
 
 _ATOMS = (str, bytes, int, float, bool, type(None))
+_ATOM_TYPES = frozenset(_ATOMS)
 _PLAIN = frozenset({*_ATOMS, dict, list, tuple, set, frozenset})
 """Types that cannot be secret types themselves: skipped quickly in big containers."""
 

@@ -64,6 +64,7 @@ class ArtifactStore:
         key: SigningKey | None = None,
     ) -> None:
         self._layout = layout
+        self._objects = str(layout.objects)
         self._inline = inline
         self._database = database
         self._signatures = signatures
@@ -263,6 +264,9 @@ class ArtifactStore:
 
     def path_of(self, artifact_id: str) -> Path:
         """Where ``artifact_id`` is (or would be) stored if it is kept as a file."""
+        return Path(self._file_name(artifact_id))
+
+    def _file_name(self, artifact_id: str) -> str:
         try:
             digest = digest_of(artifact_id)
         except ValueError:
@@ -272,11 +276,18 @@ class ArtifactStore:
                 name=artifact_id,
                 hint=f"artifact ids look like {ALGORITHM}:<64 hex digits>",
             ) from None
-        return self._layout.objects / digest[:2] / digest[2:]
+        # Strings, not Path objects: a capture asks this for every variable.
+        return f"{self._objects}{os.sep}{digest[:2]}{os.sep}{digest[2:]}"
 
     def is_file(self, artifact_id: str) -> bool:
         """Whether ``artifact_id`` is kept as a file (and so can be memory-mapped)."""
-        return self.path_of(artifact_id).is_file()
+        return os.path.isfile(self._file_name(artifact_id))
+
+    def missing(self, artifact_ids: Iterable[str]) -> set[str]:
+        """Which of ``artifact_ids`` are not stored (one query for all of them)."""
+        wanted = [a for a in dict.fromkeys(artifact_ids) if a not in self._pending]
+        stored = self._inline.stored_of(wanted) if self._inline is not None else set()
+        return {a for a in wanted if a not in stored and not self.is_file(a)}
 
     def exists(self, artifact_id: str) -> bool:
         """Whether an artifact with this id is stored (its bytes are not checked)."""

@@ -38,6 +38,17 @@ class SqliteBlobs:
             row = conn.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
         return row is not None
 
+    def stored_of(self, blob_ids: Sequence[str]) -> set[str]:
+        """Which of ``blob_ids`` are stored, in one query per 500 ids."""
+        found: set[str] = set()
+        with self.database.reading() as conn:
+            for start in range(0, len(blob_ids), 500):
+                chunk = blob_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT id FROM blobs WHERE id IN ({marks})", chunk)
+                found.update(row[0] for row in rows)
+        return found
+
     def blob_size(self, blob_id: str) -> int | None:
         """Length of ``blob_id`` in bytes, or None."""
         with self.database.reading() as conn:

@@ -90,8 +90,19 @@ class EventStore(abc.ABC):
         """Events with ``start <= seq <= end`` (``end`` None: to the head), in order."""
 
     @abc.abstractmethod
-    def runs(self, flow_id: str | None = None, limit: int | None = None) -> list[RunRecord]:
-        """Runs, newest first, optionally of one flow only."""
+    def runs(
+        self,
+        flow_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        status: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally of one flow (and one status) only; the first
+        ``offset`` are passed over."""
+
+    @abc.abstractmethod
+    def count_runs(self, flow_id: str | None = None) -> int:
+        """How many runs there are (of one flow)."""
 
     @abc.abstractmethod
     def run(self, run_id: str) -> RunRecord | None:
@@ -299,19 +310,27 @@ class SqliteEventStore(EventStore):
             envelopes.append(envelope)
         return envelopes
 
-    def runs(self, flow_id: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def runs(
+        self,
+        flow_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        status: str | None = None,
+    ) -> list[RunRecord]:
         sql = f"SELECT {_RUN_COLUMNS}, crc FROM runs"
-        params: list[object] = []
-        if flow_id is not None:
-            sql += " WHERE flow_id = ?"
-            params.append(flow_id)
-        sql += " ORDER BY started_us DESC, run_id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        where, params = _run_filter(flow_id, status)
+        sql += where + " ORDER BY started_us DESC, run_id"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
         with self.database.reading() as conn:
             rows = conn.execute(sql, params).fetchall()
         return [self._checked_record(row) for row in rows]
+
+    def count_runs(self, flow_id: str | None = None) -> int:
+        where, params = _run_filter(flow_id, None)
+        with self.database.reading() as conn:
+            return int(conn.execute(f"SELECT count(*) FROM runs{where}", params).fetchone()[0])
 
     def run(self, run_id: str) -> RunRecord | None:
         with self.database.reading() as conn:
@@ -337,6 +356,19 @@ class SqliteEventStore(EventStore):
             hint=f"the history in {self.database.path.parent} is damaged; `nbflow verify` "
             "checks it. Other runs are unaffected",
         )
+
+
+def _run_filter(flow_id: str | None, status: str | None) -> tuple[str, list[object]]:
+    """The ``WHERE`` clause (with its parameters) of runs of ``flow_id`` with ``status``."""
+    terms: list[str] = []
+    params: list[object] = []
+    if flow_id is not None:
+        terms.append("flow_id = ?")
+        params.append(flow_id)
+    if status is not None:
+        terms.append("status = ?")
+        params.append(status)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
 
 def _event_checksum(envelope: EventEnvelope, body: str) -> int:

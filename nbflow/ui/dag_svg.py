@@ -23,10 +23,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
 from nbflow.ui.colors import EDGE, FONT_FAMILY, FOREGROUND, STATUS_COLORS, Swatch
+from nbflow.ui.dag_groups import find_folds, fold_view
 from nbflow.ui.dag_layout import choose_direction
 from nbflow.ui.dag_layout import layout as dag_layout
 from nbflow.ui.model import STATUSES, PlanView, StateView
@@ -50,6 +52,7 @@ _MARGIN = 12
 _MIN_WIDTH = 600.0
 """Narrowest picture: the legend fits in two rows."""
 _MAX_HOVER_ERROR = 600
+_MAX_HOVER_MEMBERS = 40
 
 
 @dataclass(frozen=True)
@@ -64,20 +67,28 @@ class RenderedSvg:
     """A one-line notice for the user (how to get Graphviz), or ``None``."""
 
 
-def render_plan_svg(view: PlanView, *, use_dot: bool | None = None) -> RenderedSvg:
+def render_plan_svg(
+    view: PlanView, *, use_dot: bool | None = None, live_id: str | None = None
+) -> RenderedSvg:
     """Draw the plan ``view`` as SVG, each state coloured by its status.
 
     ``use_dot``: ``None`` or ``True`` lay it out with Graphviz's ``dot`` when it is on
     ``PATH``; ``False`` draws it as if ``dot`` were missing (the built-in layout and the
     hint). A failing or slow ``dot`` also falls back to the built-in layout, never an error.
+
+    ``live_id``: the picture is the layout of a live DAG, restyled by a style sheet as
+    statuses change (:mod:`nbflow.ui.live_dag`): its root element gets this id, every
+    label carries the mark of every status (all but the drawn one hidden), and the legend
+    counts nothing.
     """
     if not view.states:
         return RenderedSvg(_empty_svg(view.flow_id), "builtin", None)
+    view = fold_view(view, find_folds(view))
     dot = shutil.which("dot") if use_dot is not False else None
     if dot is None:
-        return RenderedSvg(_builtin_svg(view), "builtin", NO_DOT_HINT)
+        return RenderedSvg(_builtin_svg(view, live_id), "builtin", NO_DOT_HINT)
     try:
-        return RenderedSvg(_dot_svg(view, dot), "dot", None)
+        return RenderedSvg(_dot_svg(view, dot, live_id), "dot", None)
     except subprocess.CalledProcessError as error:
         said = clean_text(error.stderr.decode(errors="replace")).strip().splitlines()
         reason = said[0] if said else f"exit status {error.returncode}"
@@ -86,17 +97,32 @@ def render_plan_svg(view: PlanView, *, use_dot: bool | None = None) -> RenderedS
     except (OSError, ET.ParseError, ImportError) as error:  # unrunnable, garbled, no package
         reason = f"{type(error).__name__}: {clean_text(str(error))}"
     hint = f"Graphviz's dot failed ({shorten(reason, 160)}); drawn with the built-in layout."
-    return RenderedSvg(_builtin_svg(view), "builtin", hint)
+    return RenderedSvg(_builtin_svg(view, live_id), "builtin", hint)
 
 
 # --- text ---------------------------------------------------------------------------------
 
 
-def _label(state: StateView) -> str:
+def _name(state: StateView) -> str:
+    if state.members:
+        return f"{shorten(state.state_id, _MAX_LABEL)} · {len(state.members)} states"
     if state.child is not None:
-        name = f"↳ {state.child.short_target} {state.child.run_id[:8]}"
-        return f"{MARKS.get(state.status, '?')} {shorten(name, _MAX_LABEL)}"
-    return f"{MARKS.get(state.status, '?')} {shorten(state.state_id, _MAX_LABEL)}"
+        return shorten(f"↳ {state.child.short_target} {state.child.run_id[:8]}", _MAX_LABEL)
+    return shorten(state.state_id, _MAX_LABEL)
+
+
+def _label(state: StateView) -> str:
+    return f"{MARKS.get(state.status, '?')} {_name(state)}"
+
+
+def _live_label(state: StateView) -> str:
+    """The label's markup with a mark per status, all hidden but the one drawn (a live
+    DAG's style sheet shows another as the status changes)."""
+    marks = []
+    for status, mark in MARKS.items():
+        hidden = "" if status == state.status else ' style="display:none"'
+        marks.append(f'<tspan class="nbflow-mark nbflow-mark-{status}"{hidden}>{mark} </tspan>')
+    return "".join(marks) + escape(_name(state))
 
 
 def _dashed(state: StateView) -> bool:
@@ -106,6 +132,21 @@ def _dashed(state: StateView) -> bool:
 
 
 def _hover(state: StateView) -> str:
+    if state.members:
+        counts = Counter(state.member_statuses)
+        lines = [
+            f"{len(state.members)} states in a chain, {state.members[0]} to {state.members[-1]}",
+            ", ".join(f"{n} {status}" for status, n in counts.most_common()),
+            *(
+                f"{MARKS.get(status, '?')} {member}"
+                for member, status in zip(
+                    state.members[:_MAX_HOVER_MEMBERS], state.member_statuses, strict=False
+                )
+            ),
+        ]
+        if len(state.members) > _MAX_HOVER_MEMBERS:
+            lines.append(f"… and {len(state.members) - _MAX_HOVER_MEMBERS} more")
+        return clean_text("\n".join(lines))
     if state.child is not None:
         return clean_text(f"{state.child.hover()}\nstarted by: {state.upstream[0]}")
     lines = [state.state_id, f"status: {state.status}"]
@@ -126,11 +167,12 @@ def _swatch(status: str) -> Swatch:
     return STATUS_COLORS.get(status, STATUS_COLORS["pending"])
 
 
-def _status_legend(view: PlanView, width: float) -> tuple[str, float]:
+def _status_legend(view: PlanView, width: float, counted: bool = True) -> tuple[str, float]:
     counts = {status: 0 for status in STATUSES}
     for state in view.states:
-        if state.child is None:  # the legend counts states; child runs are drawn besides
-            counts[state.status] = counts.get(state.status, 0) + 1
+        for status in state.member_statuses or (state.status,):
+            if state.child is None:  # the legend counts states; child runs are drawn besides
+                counts[status] = counts.get(status, 0) + 1
     items = []
     for status in STATUSES:
         color = STATUS_COLORS[status]
@@ -139,8 +181,13 @@ def _status_legend(view: PlanView, width: float) -> tuple[str, float]:
             f'<rect x="0.75" y="0.75" width="12.5" height="12.5" rx="3" fill="{color.fill}" '
             f'stroke="{color.stroke}" stroke-width="1.5"{dash}/>'
         )
-        items.append((swatch, f"{MARKS[status]} {status} {counts[status]}"))
+        count = f" {counts[status]}" if counted else ""
+        items.append((swatch, f"{MARKS[status]} {status}{count}"))
     return legend_svg(items, _MARGIN, _MARGIN, width)
+
+
+def _state_count(view: PlanView) -> int:
+    return sum(len(state.members) or 1 for state in view.states if state.child is None)
 
 
 def _empty_svg(flow_id: str) -> str:
@@ -173,20 +220,24 @@ def _node_width(state: StateView) -> float:
     return max(64.0, text_width(_label(state), _FONT_SIZE) + 2 * _NODE_PAD)
 
 
-def _builtin_svg(view: PlanView) -> str:
+def _root_id(live_id: str | None) -> str:
+    return f' id="{escape(live_id)}"' if live_id else ""
+
+
+def _builtin_svg(view: PlanView, live_id: str | None = None) -> str:
     widths = [_node_width(state) for state in view.states]
     edges = _edges(view)
     layout = dag_layout(widths, edges, choose_direction(widths, edges), _NODE_HEIGHT)
-    legend, legend_height = _status_legend(view, max(layout.width, _MIN_WIDTH))
+    legend, legend_height = _status_legend(view, max(layout.width, _MIN_WIDTH), not live_id)
     top = _MARGIN + legend_height + 8
     width = max(layout.width, _MIN_WIDTH) + 2 * _MARGIN
     height = top + layout.height + _MARGIN
     arrow = f"nbflow-arrow-{picture_id(view)}"
     parts = [
-        f'<svg xmlns="{_SVG_NS}" class="nbflow-plan" data-engine="builtin" '
+        f'<svg xmlns="{_SVG_NS}"{_root_id(live_id)} class="nbflow-plan" data-engine="builtin" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'font-family="{FONT_FAMILY}" style="{FOREGROUND}" role="img" '
-        f'aria-label="plan of {escape(view.flow_id)}: {len(view.states)} states">',
+        f'aria-label="plan of {escape(view.flow_id)}: {_state_count(view)} states">',
         f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" '
         'markerUnits="userSpaceOnUse" markerWidth="8" markerHeight="8" orient="auto">'
         f'<path d="M0,0 L10,5 L0,10 z" fill="{EDGE}"/></marker></defs>',
@@ -213,7 +264,7 @@ def _builtin_svg(view: PlanView) -> str:
             f'fill="{color.fill}" stroke="{color.stroke}" stroke-width="1.5"{dash}/>'
             f'<text x="{box.width / 2:.1f}" y="{box.height / 2 + _FONT_SIZE * 0.36:.1f}" '
             f'text-anchor="middle" font-size="{_FONT_SIZE}" fill="{color.text}">'
-            f"{escape(_label(state))}</text></g>"
+            f"{_live_label(state) if live_id else escape(_label(state))}</text></g>"
         )
     parts.append("</g></g></svg>")
     return "".join(parts)
@@ -257,7 +308,7 @@ def _dot_source(view: PlanView) -> str:
     return str(graph.source)
 
 
-def _dot_svg(view: PlanView, dot: str) -> str:
+def _dot_svg(view: PlanView, dot: str, live_id: str | None = None) -> str:
     completed = subprocess.run(
         [dot, "-Tsvg"],
         input=_dot_source(view).encode(),
@@ -268,10 +319,10 @@ def _dot_svg(view: PlanView, dot: str) -> str:
     ET.register_namespace("", _SVG_NS)
     ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
     graph = ET.fromstring(completed.stdout)
-    _mark_dot_elements(graph, view)
+    _mark_dot_elements(graph, view, live_id is not None)
     # dot measures in points; drawn 1:1 in user units its 12 pt font matches the built-in 12 px.
     _, _, graph_width, graph_height = (float(v) for v in graph.attrib["viewBox"].split())
-    legend, legend_height = _status_legend(view, max(graph_width, _MIN_WIDTH))
+    legend, legend_height = _status_legend(view, max(graph_width, _MIN_WIDTH), not live_id)
     top = _MARGIN + legend_height + 4
     graph.attrib.update(
         x=str(_MARGIN), y=f"{top:.1f}", width=f"{graph_width:.1f}", height=f"{graph_height:.1f}"
@@ -279,16 +330,29 @@ def _dot_svg(view: PlanView, dot: str) -> str:
     width = max(graph_width, _MIN_WIDTH) + 2 * _MARGIN
     height = top + graph_height + _MARGIN
     return (
-        f'<svg xmlns="{_SVG_NS}" class="nbflow-plan" data-engine="dot" '
+        f'<svg xmlns="{_SVG_NS}"{_root_id(live_id)} class="nbflow-plan" data-engine="dot" '
         f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'font-family="{FONT_FAMILY}" style="{FOREGROUND}" role="img" '
-        f'aria-label="plan of {escape(view.flow_id)}: {len(view.states)} states">'
+        f'aria-label="plan of {escape(view.flow_id)}: {_state_count(view)} states">'
         f"{legend}{ET.tostring(graph, encoding='unicode')}</svg>"
     )
 
 
-def _mark_dot_elements(graph: ET.Element, view: PlanView) -> None:
-    """Give dot's node and edge groups nbflow's markers and hover text."""
+def _put_live_label(label: ET.Element, state: StateView) -> None:
+    """Replace dot's label text by the live label's marks and name."""
+    label.text = None
+    for status, mark in MARKS.items():
+        span = ET.SubElement(label, f"{{{_SVG_NS}}}tspan")
+        span.set("class", f"nbflow-mark nbflow-mark-{status}")
+        if status != state.status:
+            span.set("style", "display:none")
+        span.text = f"{mark} "
+    span.tail = clean_text(_name(state))
+
+
+def _mark_dot_elements(graph: ET.Element, view: PlanView, live: bool = False) -> None:
+    """Give dot's node and edge groups nbflow's markers and hover text (and, for a live
+    DAG, every status's mark in each label)."""
     edges = _edges(view)
     title_tag = f"{{{_SVG_NS}}}title"
     for group in graph.iter(f"{{{_SVG_NS}}}g"):
@@ -301,6 +365,9 @@ def _mark_dot_elements(graph: ET.Element, view: PlanView) -> None:
             group.set("data-status", clean_text(state.status))
             if title is not None:
                 title.text = _hover(state)
+            label = group.find(f"{{{_SVG_NS}}}text")
+            if live and label is not None:
+                _put_live_label(label, state)
         elif element_id.startswith("nbflow-e"):
             source, target = edges[int(element_id.removeprefix("nbflow-e"))]
             group.set("class", "edge nbflow-edge")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+RUNS_PAGE = 20
+"""Runs listed at once (a screenful); the rest are a page away."""
 
 STATUSES = (
     "pending",
@@ -66,6 +70,11 @@ class StateView:
     """Why the state is stale, when it is."""
     child: ChildView | None = None
     """Set for a node that is a child run of its (one) upstream state, not a state."""
+    members: tuple[str, ...] = ()
+    """Set for a node that stands for a chain of states of a large plan: their ids, in
+    order (see :mod:`nbflow.ui.dag_groups`)."""
+    member_statuses: tuple[str, ...] = ()
+    """The status of each of ``members``."""
 
 
 @dataclass(frozen=True)
@@ -132,3 +141,30 @@ class BannerView:
     banner then says so and offers no Resume."""
     running: bool = False
     """The run is being driven right now by another process (not interrupted)."""
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """A run in progress at one moment: what its live DAG shows."""
+
+    nodes: tuple[str, ...]
+    """The picture's nodes (states, then child runs as they start): when they change, the
+    plan is laid out again."""
+    statuses: dict[str, str]
+    """Each node's status."""
+    done: int
+    total: int
+    current: str | None
+    """The states running now (several in a fan-out run), or ``None``."""
+
+
+class LiveSource(Protocol):
+    """A run in progress, read by the presenter when it draws (from any thread)."""
+
+    def frame(self) -> LiveFrame:
+        """The run as it is now."""
+        ...
+
+    def view(self) -> PlanView:
+        """The run's plan as it is now, with every detail (to lay it out)."""
+        ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Protocol
 
-from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow
+from nbflow.ui.model import AttemptBar, BannerView, LiveSource, PlanView, RunRow
 
 
 class RunActions(Protocol):
@@ -23,6 +23,10 @@ class RunActions(Protocol):
         """The attempts of ``run_id``."""
         ...
 
+    def run_rows(self, offset: int) -> list[RunRow]:
+        """A page of the run history, from the ``offset``-th newest run."""
+        ...
+
 
 class Presenter(Protocol):
     """Shows nbflow's views to the user."""
@@ -33,8 +37,9 @@ class Presenter(Protocol):
     def plan(self, view: PlanView) -> None:
         """The plan with each state's status (``%flow show``)."""
 
-    def runs(self, rows: list[RunRow]) -> None:
-        """The run history, newest first (``%flow runs``)."""
+    def runs(self, rows: list[RunRow], total: int) -> None:
+        """The run history, newest first (``%flow runs``): ``rows``, the newest of
+        ``total`` runs."""
 
     def timeline(self, run_id: str, bars: list[AttemptBar]) -> None:
         """A run's attempts over time (``%flow timeline``)."""
@@ -45,8 +50,10 @@ class Presenter(Protocol):
     def progress(self, state_id: str, attempt: int, what: str) -> None:
         """A step of a run in progress: ``started``, ``completed``, ``failed: …``."""
 
-    def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
-        """The plan of the run executing in this cell, after each of its events."""
+    def live(self, run: LiveSource) -> None:
+        """The run executing in this cell changed (called after each event that changes
+        its picture); the presenter reads ``run`` when it draws, at most a few times a
+        second, and always once more at :meth:`live_end`."""
 
     def live_tick(self) -> None:
         """Time passed with no event (branches running): draw what is due."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
+from collections import Counter
 from typing import TextIO
 
-from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow
+from nbflow.ui.dag_groups import find_folds, fold_view
+from nbflow.ui.model import AttemptBar, BannerView, LiveSource, PlanView, RunRow
 
 MARKS = {
     "pending": "·",
@@ -68,8 +70,17 @@ class TextPresenter:
             self._print(f"nbflow: no states declared in {view.flow_id} yet")
             return
         self._print(f"plan of {view.flow_id}:")
-        width = max(len(s.state_id) for s in view.states)
+        view = fold_view(view, find_folds(view))
+        width = min(40, max(len(s.state_id) for s in view.states))
         for state in view.states:
+            if state.members:
+                counts = Counter(state.member_statuses)
+                said = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+                self._print(
+                    f"  {MARKS[state.status]} {state.state_id:<{width}}  {state.status:<11}"
+                    f"  {len(state.members)} states in a chain: {said}"
+                )
+                continue
             after = f"  after {', '.join(state.upstream)}" if state.upstream else ""
             extra = ""
             if state.last_attempt is not None:
@@ -83,7 +94,7 @@ class TextPresenter:
                 f"{after}{extra}"
             )
 
-    def runs(self, rows: list[RunRow]) -> None:
+    def runs(self, rows: list[RunRow], total: int) -> None:
         if not rows:
             self._print("nbflow: no runs yet")
             return
@@ -94,6 +105,11 @@ class TextPresenter:
         for row in rows:
             if row.run_id not in nested:  # a child listed here is shown under its parent
                 self._run_tree(row, by_id, "")
+        if total > len(rows):
+            self._print(
+                f"… and {total - len(rows):,} older runs (%flow runs --all, nbflow runs --all "
+                "or --limit N lists more)"
+            )
 
     def _run_tree(self, row: RunRow, by_id: dict[str, RunRow], indent: str) -> None:
         parent = f"  (child of {row.parent[:8]})" if row.parent and not indent else ""
@@ -151,7 +167,7 @@ class TextPresenter:
         label = f"{state_id} #{attempt}" if attempt >= 0 else state_id
         self._print(f"[nbflow] {label}: {what}")
 
-    def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
+    def live(self, run: LiveSource) -> None:
         """Text shows progress line by line through :meth:`progress` instead."""
 
     def live_tick(self) -> None:

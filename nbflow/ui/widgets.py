@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import html
 import io
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +25,8 @@ from IPython.core.error import UsageError
 from IPython.display import display
 
 from nbflow.ui.colors import STATUS_COLORS
-from nbflow.ui.model import AttemptBar, BannerView, PlanView, RunRow
+from nbflow.ui.live_display import LiveDisplay, picture_bundle, show_picture
+from nbflow.ui.model import AttemptBar, BannerView, LiveSource, PlanView, RunRow
 from nbflow.ui.presenter import RunActions
 from nbflow.ui.text import TextPresenter, clock, duration
 
@@ -44,18 +44,6 @@ def show(widget: widgets.Widget, text: str, static_html: str | None = None) -> N
     bundle["text/plain"] = text
     bundle["text/html"] = static_html or f"<pre>{html.escape(text)}</pre>"
     display(bundle, raw=True)  # type: ignore[no-untyped-call]
-
-
-def picture_bundle(svg: str, text: str, above: str = "", below: str = "") -> dict[str, str]:
-    """A picture as SVG, as HTML (the SVG inline, with lines ``above`` and ``below`` it)
-    and as text."""
-    inline = f'<div class="nbflow-picture" style="overflow:auto">{above}{svg}{below}</div>'
-    return {"image/svg+xml": svg, "text/html": inline, "text/plain": text}
-
-
-def show_picture(bundle: dict[str, str]) -> Any:
-    """Display a picture bundle; the display's handle (to update it in place)."""
-    return display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
 
 
 def plan_svg(view: PlanView) -> tuple[str, str | None]:
@@ -81,31 +69,18 @@ def _status_badge(status: str) -> str:
     )
 
 
-LIVE_INTERVAL_S = 0.2
-"""The live picture is redrawn at most this often (drawing takes a ``dot`` process); the
-last change is always drawn when the run ends."""
-
-
 class WidgetPresenter:
     """Shows views as widgets; buttons call back into ``actions``."""
 
     def __init__(self, actions: RunActions) -> None:
         self._actions = actions
-        self._live: Any = None
-        """The display handle of the live DAG of the run in progress."""
-        self._live_drawn: tuple[PlanView, int, int, str | None] | None = None
-        self._started = 0.0
+        self.live_display = LiveDisplay()
+        """The live DAG of the run in progress."""
         self._tasks: set[asyncio.Future[None]] = set()
         self.last_banner: widgets.VBox | None = None
         """The banner shown last (kept for inspection, e.g. by tests that click it)."""
         self.last_runs: widgets.VBox | None = None
         """The run history shown last."""
-        self.live_updates = 0
-        """How often the live picture was redrawn."""
-        self.last_live_svg = ""
-        """The live picture drawn last."""
-        self._drawn = 0.0
-        self._pending: tuple[PlanView, int, int, str | None] | None = None
 
     @property
     def tasks(self) -> tuple[asyncio.Future[None], ...]:
@@ -136,21 +111,49 @@ class WidgetPresenter:
         text = _text_of(lambda t: t.timeline(run_id, bars))
         show_picture(picture_bundle(timeline_svg(run_id, bars), text))
 
-    def runs(self, rows: list[RunRow]) -> None:
+    def runs(self, rows: list[RunRow], total: int) -> None:
         if not rows:
             print("nbflow: no runs yet")
             return
         out = widgets.Output()
-        lines: list[widgets.Widget] = [
-            widgets.HTML(
-                "<b>run</b> · status · started · took · states done · last state",
-                layout=widgets.Layout(margin="0 0 4px 0"),
-            )
-        ]
-        for row in rows:
-            lines.append(self._run_line(row, out))
-        self.last_runs = widgets.VBox([*lines, out])
-        show(self.last_runs, _text_of(lambda t: t.runs(rows)))
+        header = widgets.HTML(
+            "<b>run</b> · status · started · took · states done · last state",
+            layout=widgets.Layout(margin="0 0 4px 0"),
+        )
+        page = widgets.VBox([self._run_line(row, out) for row in rows])
+        parts: list[widgets.Widget] = [header, page]
+        if total > len(rows):
+            parts.append(self._pager(page, out, len(rows), total))
+        self.last_runs = widgets.VBox([*parts, out])
+        show(self.last_runs, _text_of(lambda t: t.runs(rows, total)))
+
+    def _pager(
+        self, page: widgets.VBox, out: widgets.Output, size: int, total: int
+    ) -> widgets.HBox:
+        """Newer and Older buttons that put another page of the history in ``page``."""
+        newer = widgets.Button(description="Newer", icon="arrow-up", disabled=True)
+        older = widgets.Button(description="Older", icon="arrow-down")
+        where = widgets.HTML()
+        offset = [0]
+
+        def turn(step: int) -> None:
+            start = min(max(0, offset[0] + step), max(0, total - 1))
+            rows = self._actions.run_rows(start)
+            if not rows:
+                return
+            offset[0] = start
+            page.children = [self._run_line(row, out) for row in rows]
+            draw(len(rows))
+
+        def draw(shown: int) -> None:
+            where.value = f"runs {offset[0] + 1:,} to {offset[0] + shown:,} of {total:,}"
+            newer.disabled = offset[0] == 0
+            older.disabled = offset[0] + shown >= total
+
+        newer.on_click(lambda _: turn(-size))
+        older.on_click(lambda _: turn(size))
+        draw(size)
+        return widgets.HBox([newer, where, older])
 
     def _run_line(self, row: RunRow, out: widgets.Output) -> widgets.Widget:
         info = widgets.HTML(
@@ -233,56 +236,19 @@ class WidgetPresenter:
         show(box, _text_of(lambda t: t.banner(view)))
 
     def progress(self, state_id: str, attempt: int, what: str) -> None:
-        if self._live is not None and what in ("started", "completed"):
+        if self.live_display.active and what in ("started", "completed"):
             return  # the live picture shows these
         TextPresenter().progress(state_id, attempt, what)
 
-    def live(self, view: PlanView, done: int, total: int, current: str | None) -> None:
-        if self._live is not None and time.monotonic() - self._drawn < LIVE_INTERVAL_S:
-            self._pending = (view, done, total, current)  # drawn by the next call or the end
-            return
-        self._pending = None
-        self._drawn = time.monotonic()
-        if self._live is None:
-            self._started = time.monotonic()
-        bundle = self._live_bundle(view, done, total, current, None)
-        if self._live is None:
-            self._live = show_picture(bundle)
-        else:
-            self._live.update(bundle, raw=True)
-        self._live_drawn = (view, done, total, current)
-        self.live_updates += 1
-
-    def _live_bundle(
-        self, view: PlanView, done: int, total: int, current: str | None, outcome: str | None
-    ) -> dict[str, str]:
-        svg, _ = plan_svg(view)
-        self.last_live_svg = svg
-        elapsed = int((time.monotonic() - self._started) * 1000)
-        if outcome is None:
-            now = f" · running <b>{html.escape(current)}</b>" if current else ""
-        else:
-            now = f" · {html.escape(outcome)}"
-        header = (
-            f'<div class="nbflow-live"><progress value="{done}" max="{max(total, 1)}">'
-            f"</progress> {done}/{total} states{now} · {duration(elapsed)}</div>"
-        )
-        # The text stays the same across updates: the lines of text around it say what
-        # happened, and a consumer that keeps only the first display sees the same.
-        return picture_bundle(svg, f"nbflow: running {total} states", above=header)
+    def live(self, run: LiveSource) -> None:
+        self.live_display.changed(run)
 
     def live_tick(self) -> None:
-        if self._pending is not None and time.monotonic() - self._drawn >= LIVE_INTERVAL_S:
-            self.live(*self._pending)
+        self.live_display.tick()
 
     def live_end(self, outcome: str) -> None:
         """The run ended: its live DAG becomes its final picture."""
-        drawn = self._pending or self._live_drawn
-        if self._live is not None and drawn is not None:
-            view, done, total, _ = drawn
-            self._live.update(self._live_bundle(view, done, total, None, outcome), raw=True)
-            self.live_updates += 1
-        self._live = self._live_drawn = self._pending = None
+        self.live_display.end(outcome)
 
     def _launch(
         self,

@@ -71,9 +71,9 @@ def test_flow_run_draws_a_live_dag_and_a_progress_bar(
     kernel.ok("%%state c --after a\nz = x + 2")
     ran = kernel.ok("%flow run")
     assert "running 3 states" in ran.text
-    updates = int(kernel.ok(f"print({PRESENTER}.live_updates)").stdout)
-    assert updates >= 2  # at most every 0.2 s, and the end
-    last = kernel.ok(f"print({PRESENTER}.last_live_svg.count('data-status=\"completed\"'))")
+    updates = int(kernel.ok(f"print({PRESENTER}.live_display.messages)").stdout)
+    assert updates >= 3  # the header and the picture, then the end
+    last = kernel.ok(f"print({PRESENTER}.live_display.last_svg.count('data-status=\"completed\"'))")
     assert int(last.stdout) == 3  # the end of the run is always drawn
     shown = kernel.ok("%flow show")
     assert shown.text.count("completed") >= 3
