@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jupyter_client.manager import KernelManager
 
@@ -114,6 +115,25 @@ class Kernel:
                 found.append(dict(content["data"]))
             elif kind == "status" and content["execution_state"] == "idle":
                 self.client.get_shell_msg(timeout=30)
+                return found
+        raise TimeoutError(f"{code!r} did not finish in {timeout} s")
+
+    def messages(self, code: str, timeout: float = 120) -> list[dict[str, Any]]:
+        """Execute ``code``; every iopub message it caused, in order (header, content)."""
+        msg_id = self.submit(code)
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            found.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                reply = self.client.get_shell_msg(timeout=30)
+                assert reply["content"]["status"] == "ok", reply["content"]
                 return found
         raise TimeoutError(f"{code!r} did not finish in {timeout} s")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nbflow import Flow
 from nbflow.demo import main as run_demo
 from nbflow.store import Home
 
@@ -50,6 +51,28 @@ def test_runs_lists_the_history_as_text_and_json(folder: Path) -> None:
     assert [(r["status"], r["states_done"], r["flow_id"]) for r in listed] == [
         ("completed", 4, "demo")
     ]
+
+
+def test_runs_lists_a_page_and_says_how_many_more(tmp_path: Path) -> None:
+    with Flow("many.ipynb", home=tmp_path / ".nbflow") as flow:
+        flow.declare("step", lambda context: context, source="pass")
+        for _ in range(25):
+            flow.run(fresh=True, cache=False)
+    page = nbflow("runs", cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    assert page.stdout.count("completed") == 20
+    assert "… and 5 older runs" in page.stdout
+    two = nbflow("runs", "many.ipynb", "--limit", "2", cwd=tmp_path)
+    assert two.stdout.count("completed") == 2
+    assert "… and 23 older runs" in two.stdout
+    every = nbflow("runs", "--all", cwd=tmp_path)
+    assert every.stdout.count("completed") == 25
+    assert "older runs" not in every.stdout
+    assert len(json.loads(nbflow("runs", "--json", cwd=tmp_path).stdout)) == 25
+    assert len(json.loads(nbflow("runs", "--json", "--limit", "3", cwd=tmp_path).stdout)) == 3
+    bad = nbflow("runs", "--limit", "0", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "'0' is not a whole number of 1 or more" in bad.stderr
 
 
 @pytest.mark.parametrize("with_dot", [True, False])

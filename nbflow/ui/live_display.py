@@ -79,9 +79,12 @@ class LiveDisplay:
             if self._header is None or wait <= 0:
                 self._send()
             elif self._timer is None:
-                self._timer = threading.Timer(wait, self._on_timer)
-                self._timer.daemon = True
-                self._timer.start()
+                self._start_timer(wait)
+
+    def _start_timer(self, wait: float) -> None:
+        self._timer = threading.Timer(wait, self._on_timer)
+        self._timer.daemon = True
+        self._timer.start()
 
     def tick(self) -> None:
         """Send what is due (the kernel's thread, waiting for branches)."""
@@ -92,14 +95,19 @@ class LiveDisplay:
     def _on_timer(self) -> None:
         with self._lock:
             self._timer = None
-            if self._due:
+            if not self._due or self._source is None:
+                return
+            # The kernel's thread may have sent an update since this timer was set.
+            wait = self._sent_at + self._interval - time.monotonic()
+            if wait > 0:
+                self._start_timer(wait)
+            else:
                 self._send()
 
     def _send(self) -> None:
         source = self._source
         assert source is not None
         self._due = False
-        self._sent_at = time.monotonic()
         frame = source.frame()
         if self._header is None:
             self._started = time.monotonic()
@@ -114,10 +122,12 @@ class LiveDisplay:
         if self._header is None:  # the header goes first: it stands above the picture
             self._header = self._display(header)
             self._image = self._display(self._picture_bundle(picture.svg, frame))
-            return
-        if relayout:
-            self._image = self._display(self._picture_bundle(picture.svg, frame), self._image)
-        self._header = self._display(header, self._header)
+        else:
+            if relayout:
+                self._image = self._display(self._picture_bundle(picture.svg, frame), self._image)
+            self._header = self._display(header, self._header)
+        # From when it was sent: the frontend sees updates at least an interval apart.
+        self._sent_at = time.monotonic()
 
     def end(self, outcome: str) -> None:
         """The run ended: the picture is drawn anew, with every detail, as its final one."""
