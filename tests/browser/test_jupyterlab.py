@@ -768,13 +768,23 @@ def debug_on_failure(page: Page, notebook: Notebook, artifacts: Path) -> Iterato
 # -- the checks ------------------------------------------------------------------------------
 
 
+SHOWN_STATUS = """node => {
+    const marks = [...node.querySelectorAll('.nbflow-mark')];
+    const shown = marks.find(mark => getComputedStyle(mark).display !== 'none');
+    return shown ? shown.getAttribute('class').split('nbflow-mark-')[1]
+                 : node.getAttribute('data-status');
+}"""
+"""The status a node shows: in a live DAG, the mark its style sheet left visible (what a
+person sees); in a finished picture, its ``data-status``."""
+
+
 def dag_statuses(notebook: Notebook, index: int) -> dict[str, str]:
-    """state -> data-status of the widget DAG in the output of cell ``index``."""
+    """state -> the status shown by the DAG in the output of cell ``index``."""
     nodes = notebook.output(index).locator(Widgets.STATE)
     found: dict[str, str] = {}
     for i in range(nodes.count()):
         node = nodes.nth(i)
-        found[node.get_attribute("data-state") or "?"] = node.get_attribute("data-status") or "?"
+        found[node.get_attribute("data-state") or "?"] = str(node.evaluate(SHOWN_STATUS))
     return found
 
 
