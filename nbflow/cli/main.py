@@ -259,7 +259,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if run is not None and notebook is None and not args.home:
             where = _home_with_run(where, run)
         with _existing_home(where) as home:
-            return commands.show(home, run, args.svg, args.json, notebook)
+            from nbflow.cli.show import show
+
+            return show(home, run, args.svg, args.json, notebook)
     if args.command == "verify":
         with _existing_home(Path(args.dir)) as home:
             return commands.verify(home)

@@ -25,6 +25,11 @@ MARKS = {
 }
 
 
+TIMELINE_LINES = 60
+"""A timeline of more bars than this is summarised a line per state."""
+SUMMARY_STATES = 40
+"""States listed by a summarised timeline."""
+
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -135,6 +140,9 @@ class TextPresenter:
         if not bars:
             self._print("  (no attempts)")
             return
+        if len(bars) > TIMELINE_LINES:
+            self._timeline_summary(bars)
+            return
         width = max(len(b.state_id) for b in bars)
         for bar in bars:
             label = "wait" if bar.outcome == "backoff" else f"#{bar.attempt}"
@@ -143,6 +151,37 @@ class TextPresenter:
             self._print(
                 f"  {bar.state_id:<{width}} {label:>5}  +{duration(bar.start_ms):>12}"
                 f"  {duration(bar.duration_ms):>12}  {bar.outcome}{worker}{error}"
+            )
+
+    def _timeline_summary(self, bars: list[AttemptBar]) -> None:
+        """A long timeline as a line per state (the first :data:`SUMMARY_STATES` of them):
+        its attempts by outcome, when it started and how long it took in all."""
+        by_state: dict[str, list[AttemptBar]] = {}
+        for bar in bars:
+            by_state.setdefault(bar.state_id, []).append(bar)
+        attempts = [b for b in bars if b.outcome != "backoff"]
+        outcomes = Counter(b.outcome for b in attempts)
+        said = ", ".join(f"{n:,} {outcome}" for outcome, n in outcomes.most_common())
+        waits = len(bars) - len(attempts)
+        self._print(
+            f"  {len(attempts):,} attempts of {len(by_state):,} states ({said})"
+            + (f", {waits:,} backoff waits" if waits else "")
+        )
+        width = min(40, max(len(state_id) for state_id in by_state))
+        for state_id, own in list(by_state.items())[:SUMMARY_STATES]:
+            tries = [b for b in own if b.outcome != "backoff"]
+            start = min(b.start_ms for b in own)
+            end = max(b.start_ms + b.duration_ms for b in own)
+            counts = Counter(b.outcome for b in tries)
+            outcome = ", ".join(f"{n} {o}" for o, n in counts.items())
+            self._print(
+                f"  {state_id:<{width}} {len(tries):>3} tries +{duration(start):>12}"
+                f"  {duration(end - start):>12}  {outcome}"
+            )
+        if len(by_state) > SUMMARY_STATES:
+            self._print(
+                f"  … and {len(by_state) - SUMMARY_STATES:,} more states (the picture, or "
+                "nbflow show RUN --json, has every attempt)"
             )
 
     def banner(self, view: BannerView) -> None:
