@@ -31,6 +31,8 @@ from nbflow.store import Home
         ("def f():\n    return later\nlater = 1\nf()", {"later"}),  # the def reads it
         ("obj.attr = 1\nitems[0] = 2", {"obj", "items"}),
         ("x: int\nprint(x)", {"int", "print", "x"}),  # annotated, not assigned
+        # pandas' query and eval read @names from the caller's variables
+        ("part = df.query('region == @region and n > @low')", {"df", "region", "low"}),
     ],
 )
 def test_a_name_is_read_when_it_is_loaded_before_it_is_surely_bound(

@@ -9,13 +9,16 @@ cause a miss, never a stale hit, yet a state that makes ``df`` and then uses it 
 depend on the ``df`` an earlier run left in the namespace. Code whose reads
 cannot be found this way (``globals()``, ``exec``, ``eval``, a magic that runs code given
 as text) is not cached, and the construct is named; so is code that records facts or
-starts child runs, whose results must come from the run's own history.
+starts child runs, whose results must come from the run's own history. A string that
+holds ``@name`` reads ``name``: pandas' ``query`` and ``eval`` look such names up in the
+caller's variables.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 from dataclasses import dataclass
 
 from nbflow.hashing.code_digest import normalized_tree, parse_code
@@ -34,6 +37,10 @@ OPAQUE_CALLS = {
 RECORDED_CALLS = {"fact", "child", "run_child", "now", "seed"}
 """``nbflow.<name>`` calls whose values come from the run's history: never cached."""
 _MAGIC_CALLS = {"run_line_magic", "run_cell_magic"}
+_AT_NAME = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
+"""``@name`` in a string: pandas' ``query`` and ``eval`` read ``name`` from the caller's
+variables (``df.query('region == @region')``). Any text of that form counts as a read: an
+extra name only makes the key longer."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ def _loaded(node: ast.AST) -> set[str]:
             names.add(inner.id)
         elif isinstance(inner, ast.AugAssign) and isinstance(inner.target, ast.Name):
             names.add(inner.target.id)
+        elif isinstance(inner, ast.Constant) and isinstance(inner.value, str):
+            names.update(_AT_NAME.findall(inner.value))
     return names
 
 
