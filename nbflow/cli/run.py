@@ -98,7 +98,27 @@ def _read(path: Path, as_version: int) -> Any:
 
 
 def _write(notebook: Any, path: Path) -> None:
+    """Write the executed notebook, signed as trusted by this user (see :func:`_sign`)."""
+    _sign(notebook)
     nbformat.write(notebook, path)  # type: ignore[no-untyped-call]
+
+
+def _sign(notebook: Any) -> None:
+    """Sign the notebook with this user's Jupyter notebook secret, as JupyterLab signs a
+    notebook whose outputs it computed: its outputs came from code this user chose to
+    run. Untrusted, JupyterLab would sanitise the pictures' inline SVG down to their text.
+    A notebook that cannot be signed (no writable Jupyter data folder) is written as it
+    is, with a notice."""
+    from nbformat.sign import NotebookNotary
+
+    try:
+        NotebookNotary().sign(notebook)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # signing is a convenience: the outputs are written anyway
+        print(
+            f"nbflow: the output notebook is not signed as trusted ({type(exc).__name__}: "
+            f"{exc}); Jupyter will show its pictures as text until you trust it",
+            file=sys.stderr,
+        )
 
 
 def parse_parameters(pairs: list[str]) -> dict[str, Any]:

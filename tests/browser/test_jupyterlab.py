@@ -428,6 +428,8 @@ def artifacts() -> Path:
         "notebook7-banner.png",
         "failure.png",
         "failure.txt",
+        "large_plan.png",
+        "large_timeline.png",
     ):
         (folder / name).unlink(missing_ok=True)
     return folder
@@ -665,10 +667,14 @@ class Notebook:
         index: int = self.page.evaluate(_APPEND_JS, {"path": self.path, "source": source})
         return index
 
-    def screenshot(self, index: int, path: Path) -> None:
-        """A screenshot of the page with the output of cell ``index`` in view."""
+    def screenshot(self, index: int, path: Path, top: bool = False) -> None:
+        """A screenshot of the page with the output of cell ``index`` in view (``top``:
+        its top at the top of the page, for outputs taller than the page)."""
         with contextlib.suppress(Exception):
-            self.output(index).scroll_into_view_if_needed(timeout=5000)
+            if top:
+                self.output(index).evaluate("e => e.scrollIntoView({block: 'start'})")
+            else:
+                self.output(index).scroll_into_view_if_needed(timeout=5000)
         self.page.wait_for_timeout(300)  # let the scroll and the layout settle
         self.page.screenshot(path=str(path))
 
@@ -1108,3 +1114,63 @@ def test_notebook_7_runs_the_plan_and_resumes_from_the_banner(
         check = notebook.append("print('model =', model, 'slow_done =', slow_done)")
         notebook.run([check], 30)
         assert "model = 20 slow_done = True" in notebook.text_of(check), notebook.text_of(check)
+
+
+def large_notebook_cells() -> list[str]:
+    """A plan of 292 states (a root, ten regions of 29 months, a report) and a run of
+    1,000 attempts (250 chained states that each fail three times before they succeed)."""
+    cells = ["%load_ext nbflow", "%flow mode declare", "%%state prepare\nbase = 1"]
+    for region in range(10):
+        for month in range(29):
+            after = f"r{region}.m{month - 1}" if month else "prepare"
+            cells.append(f"%%state r{region}.m{month} --after {after}\nv_{region}_{month} = 1")
+    report = ",".join(f"r{region}.m28" for region in range(10))
+    cells += [f"%%state report --after {report}\ndone = True", "%flow run report", "%flow show"]
+    for i in range(250):
+        after = f" --after t{i - 1}" if i else ""
+        cells.append(
+            f"%%state t{i}{after} --retries 3 --backoff fixed:1ms\nimport sys\n"
+            "sys.nbflow_tries = getattr(sys, 'nbflow_tries', 0) + 1\n"
+            "if sys.nbflow_tries % 4:\n    raise RuntimeError('flaky')\n"
+            f"y_{i} = {i}"
+        )
+    return [*cells, "%flow run t249", "%flow timeline"]
+
+
+def test_a_large_plan_and_a_long_timeline_read_in_a_saved_notebook(
+    lab_server: LabServer, lab_page: Page, artifacts: Path
+) -> None:
+    """Executed headless and opened in JupyterLab: the 292-state plan is drawn with each
+    region's chain folded into one node, and the timeline shows its 1,000 attempts."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.sign import NotebookNotary
+
+    cells = large_notebook_cells()
+    notebook_file = lab_server.root / "large.ipynb"
+    document = nbformat.v4.new_notebook(  # type: ignore[no-untyped-call]
+        cells=[nbformat.v4.new_code_cell(c) for c in cells],  # type: ignore[no-untyped-call]
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    client = NotebookClient(
+        document,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": lab_server.root}},
+    )
+    client.execute()
+    # Signed as this user's, as `nbflow run` signs what it executes: an untrusted
+    # notebook's inline SVG is sanitised down to its text.
+    notary = NotebookNotary(data_dir=str(lab_server.root.parent / "data"))  # type: ignore[no-untyped-call]
+    notary.sign(document)  # type: ignore[no-untyped-call]
+    nbformat.write(document, str(notebook_file))  # type: ignore[no-untyped-call]
+    show, timeline = cells.index("%flow show"), len(cells) - 1
+    notebook = Notebook(lab_page, lab_server, "large.ipynb")
+    with debug_on_failure(lab_page, notebook, artifacts):
+        notebook.open()
+        expect_saved_picture(notebook, show, Widgets.STATE, 12)
+        legend = notebook.output(show).locator(".nbflow-legend").text_content() or ""
+        assert "completed 292" in legend, legend
+        notebook.screenshot(show, artifacts / "large_plan.png", top=True)
+        expect_saved_picture(notebook, timeline, "rect.nbflow-attempt", 1000)
+        notebook.screenshot(timeline, artifacts / "large_timeline.png", top=True)
