@@ -14,6 +14,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from nbformat.sign import NotebookNotary
 
 STATE_LOG = "states.log"
 
@@ -106,18 +107,26 @@ def test_run_is_killed_in_state_3_and_the_same_command_resumes_it(tmp_path: Path
 
 def test_exit_codes_and_json_summary(tmp_path: Path) -> None:
     path = write_notebook(tmp_path)
+    data_dir = tmp_path / "jupyter-data"
     done = subprocess.run(
         nbflow_command("run", str(path), "--json"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "JUPYTER_DATA_DIR": str(data_dir)},
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["run"]["status"] == "completed"
     assert [a["state_id"] for a in summary["attempts"]] == ["load", "clean", "train"]
-    assert (tmp_path / "pipeline.output.ipynb").exists()
+    written = nbformat.read(tmp_path / "pipeline.output.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    # Signed with this user's notebook secret: Jupyter trusts, and draws, its pictures.
+    notary = NotebookNotary(data_dir=str(data_dir))  # type: ignore[no-untyped-call]
+    assert notary.check_signature(written)  # type: ignore[no-untyped-call]
+    (tmp_path / "other").mkdir()
+    stranger = NotebookNotary(data_dir=str(tmp_path / "other"))  # type: ignore[no-untyped-call]
+    assert not stranger.check_signature(written)  # type: ignore[no-untyped-call]
     no_resume = subprocess.run(
         nbflow_command("resume", str(path)), cwd=tmp_path, capture_output=True, text=True
     )

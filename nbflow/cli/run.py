@@ -112,7 +112,9 @@ def _sign(notebook: Any) -> None:
     from nbformat.sign import NotebookNotary
 
     try:
-        NotebookNotary().sign(notebook)  # type: ignore[no-untyped-call]
+        notary = NotebookNotary()  # type: ignore[no-untyped-call]
+        Path(notary.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        notary.sign(notebook)  # type: ignore[no-untyped-call]
     except Exception as exc:  # signing is a convenience: the outputs are written anyway
         print(
             f"nbflow: the output notebook is not signed as trusted ({type(exc).__name__}: "
