@@ -9,9 +9,10 @@ extension load only the parts they need.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nbflow.lazy import exports
 
 if TYPE_CHECKING:
     from nbflow.children import ChildResult, ChildRun, child, run_child
@@ -44,17 +45,7 @@ _PUBLIC = {
 """Public name → the module that defines it."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+__getattr__, __dir__ = exports(__name__, _PUBLIC, globals())
 
 
 def load_ipython_extension(ipython: object) -> None:

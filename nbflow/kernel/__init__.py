@@ -6,8 +6,9 @@ without loading IPython.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nbflow.lazy import exports
 
 if TYPE_CHECKING:
     from nbflow.kernel.extension import load, unload
@@ -20,11 +21,7 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'nbflow.kernel' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = exports(__name__, _PUBLIC, globals())
 
 
 __all__ = ["KernelSession", "load", "unload"]
