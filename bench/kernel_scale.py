@@ -33,12 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from kernel_overhead import BenchKernel
+from kernel_overhead import BenchKernel, kernel_in
 
 from nbflow import Flow
 from nbflow.engine import Failpoints
@@ -66,16 +64,6 @@ def declare_chain(kernel: BenchKernel, prefix: str, n: int, body: str, options: 
     for i in range(n):
         after = f" --after {prefix}{i - 1}" if i else ""
         kernel.execute(f"%%state {prefix}{i}{after}{options}\n{body.format(i=i)}")
-
-
-@contextmanager
-def kernel_in(folder: pathlib.Path) -> Iterator[BenchKernel]:
-    """A kernel for the notebook ``bench.ipynb`` in ``folder``."""
-    kernel = BenchKernel(folder)
-    try:
-        yield kernel
-    finally:
-        kernel.close()
 
 
 def fresh_folder(root: pathlib.Path, label: str) -> pathlib.Path:

@@ -100,23 +100,11 @@ class Kernel:
     def displays(self, code: str, timeout: float = 120) -> list[dict[str, str]]:
         """Execute ``code``; the data of every display it sent (updates included), in
         order."""
-        msg_id = self.submit(code)
-        found: list[dict[str, str]] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                msg = self.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind in ("display_data", "update_display_data", "execute_result"):
-                found.append(dict(content["data"]))
-            elif kind == "status" and content["execution_state"] == "idle":
-                self.client.get_shell_msg(timeout=30)
-                return found
-        raise TimeoutError(f"{code!r} did not finish in {timeout} s")
+        return [
+            dict(message["content"]["data"])
+            for message in self.messages(code, timeout)
+            if message["msg_type"] in ("display_data", "update_display_data", "execute_result")
+        ]
 
     def messages(self, code: str, timeout: float = 120) -> list[dict[str, Any]]:
         """Execute ``code``; every iopub message it caused, in order (header, content)."""
