@@ -112,7 +112,7 @@ def timeline_of_retries(root: pathlib.Path) -> tuple[float, float]:
     with kernel_in(folder) as kernel:
         kernel.execute("%load_ext nbflow")
         declare_chain(kernel, "t", TIMELINE_STATES, FLAKY_BODY, " --retries 3 --backoff fixed:1ms")
-        run = kernel.execute(f"%flow run t{TIMELINE_STATES - 1}")
+        run = kernel.execute(f"%flow run t{TIMELINE_STATES - 1}", shown_errors=True)
         attempts = kernel.value(
             "sum(type(e.event).__name__ == 'StateEntered' for e in "
             "__nbflow__.session.home.events.read_range("
