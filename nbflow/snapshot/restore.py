@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import itertools
 import mmap
 import os
@@ -104,10 +103,15 @@ class Restore:
         with ThreadPoolExecutor(
             self._workers, thread_name_prefix="nbflow-verify", initializer=_yield_to_unpickler
         ) as pool:
-            # Mapping and checking start for all buffers at once, in the order the
-            # unpickler needs them; it waits for each one only when it needs it. Each use
-            # gets a mapping of its own, even of the same artifact: two equal arrays must
-            # not share private pages.
+            # The slices first, then the buffers, each in the order the unpickler needs
+            # them: the unpickler starts on the first slice while the others and the
+            # buffers are checked, and waits for each one only when it needs it. Each use
+            # of a buffer gets a mapping of its own, even of the same artifact: two equal
+            # arrays must not share private pages.
+            stream = _SliceStream(
+                [pool.submit(self._slice, entry) for entry in pickled[1:]],
+                self._slice(pickled[0]) if pickled else b"",
+            )
             buffers = [
                 [
                     pool.submit(self._map_verified, artifact_id, entry.checksum_of(i), entry.name)
@@ -115,10 +119,11 @@ class Restore:
                 ]
                 for entry in pickled
             ]
-            stream, offsets = self._slices(pickled)
             try:
-                self._unpickle(document, pickled, stream, offsets, buffers, loaded, into)
+                self._unpickle(document, pickled, stream, buffers, loaded, into)
             except BaseException:
+                for waiting in stream.pending:
+                    waiting.cancel()
                 for future in itertools.chain.from_iterable(buffers):
                     future.cancel()
                 raise
@@ -140,25 +145,19 @@ class Restore:
             bytes_hashed=self._hashed,
         )
 
-    def _slices(self, pickled: list[VariableEntry]) -> tuple[io.BytesIO, list[int]]:
-        """Every slice, verified, laid end to end; and where each starts."""
-        stream = io.BytesIO()
-        offsets: list[int] = []
-        for entry in pickled:
-            assert entry.pickle is not None, "stored pickled entries name their slice"
-            offsets.append(stream.tell())
-            try:
-                stream.write(self._artifacts.get(entry.pickle))
-            except NbflowError as exc:
-                raise _about_variable(exc, entry.name) from exc
-        return stream, offsets
+    def _slice(self, entry: VariableEntry) -> bytes:
+        """The verified bytes of ``entry``'s slice of the pickle stream."""
+        assert entry.pickle is not None, "stored pickled entries name their slice"
+        try:
+            return self._artifacts.get(entry.pickle)
+        except NbflowError as exc:
+            raise _about_variable(exc, entry.name) from exc
 
     def _unpickle(
         self,
         document: SnapshotDocument,
         pickled: list[VariableEntry],
-        stream: io.BytesIO,
-        offsets: list[int],
+        stream: _SliceStream,
         buffers: list[list[Future[Buffer]]],
         loaded: dict[str, Any],
         into: dict[str, Any],
@@ -166,9 +165,10 @@ class Restore:
         feed = _BufferFeed()
         unpickler = pickle.Unpickler(stream, buffers=feed)
         with restore_target(into), gc_paused():
-            for entry, offset, entry_buffers in zip(pickled, offsets, buffers, strict=False):
+            for index, (entry, entry_buffers) in enumerate(zip(pickled, buffers, strict=True)):
                 feed.start(entry_buffers)
-                stream.seek(offset)
+                if index:
+                    stream.next_slice()
                 try:
                     loaded[entry.name] = unpickler.load()
                 except NbflowError:
@@ -230,6 +230,60 @@ def _yield_to_unpickler() -> None:
 
 
 _CHECK_NICENESS = 10
+
+
+class _SliceStream:
+    """The unpickler's input: one variable's slice at a time, each once it is verified.
+
+    The unpickler reads a slice up to its ``STOP`` and never past it, so a read serves
+    the slice in hand only, and ``peek`` (the unpickler's read-ahead) offers no more than
+    what is left of it: it waits for a slice, checked on the pool, only when it starts
+    the variable. Rejected: the slices laid end to end in one buffer before the first
+    load, which hashed every slice before unpickling any, and copied them once more.
+    """
+
+    def __init__(self, pending: list[Future[bytes]], first: bytes) -> None:
+        self.pending = deque(pending)
+        """Slices still to come, in order."""
+        self._data = memoryview(first)
+        self._at = 0
+
+    def next_slice(self) -> None:
+        """Move to the next variable's slice (waiting until it is verified)."""
+        self._data = memoryview(self.pending.popleft().result())
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else min(len(self._data), self._at + size)
+        chunk = self._data[self._at : end].tobytes()
+        self._at = end
+        return chunk
+
+    def readinto(self, target: bytearray | memoryview) -> int:
+        count = min(len(target), len(self._data) - self._at)
+        memoryview(target).cast("B")[:count] = self._data[self._at : self._at + count]
+        self._at += count
+        return count
+
+    def readline(self) -> bytes:
+        rest = self._data[self._at :]
+        end = _find_newline(rest)
+        return self.read(len(rest) if end < 0 else end + 1)
+
+    def peek(self, size: int = 0) -> bytes:
+        return self._data[self._at : self._at + max(size, 1)].tobytes()
+
+
+_LINE_SCAN = 4096
+
+
+def _find_newline(view: memoryview) -> int:
+    """Index of the first newline in ``view``, or -1 (without copying it whole)."""
+    for start in range(0, len(view), _LINE_SCAN):
+        found = bytes(view[start : start + _LINE_SCAN]).find(b"\n")
+        if found >= 0:
+            return start + found
+    return -1
 
 
 class _BufferFeed:
