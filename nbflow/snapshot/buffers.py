@@ -109,6 +109,9 @@ class BufferJob:
     """The checksum, when the buffer has several pieces and its content was not known."""
     known: Known | None = None
     """Set when the fingerprint matched the last capture's."""
+    fresh: bool = False
+    """No buffer of its size was in the last capture: its content is almost surely new,
+    so it is written while it is hashed (see :meth:`ArtifactStore.write_ahead`)."""
 
     @property
     def nbytes(self) -> int:
@@ -160,6 +163,7 @@ class BufferHasher:
             self._submit_pieces(job)
             job.artifact = self._hash_pool.submit(self._resolve, job)
         else:
+            job.fresh = True
             job.artifact = self._hash_pool.submit(self._blake3_first, job)
         return job
 

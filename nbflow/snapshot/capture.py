@@ -372,6 +372,8 @@ class _Writer:
         self._lock = threading.Lock()
         self._futures: list[Future[None]] = []
         self._small: list[tuple[str, int, str, memoryview]] = []
+        self._ahead: set[int] = set()
+        """Buffers (by their job) being written ahead of their hash."""
         """Slices kept in the database, checked for presence all at once by :meth:`finish`."""
         self.bytes_written = 0
         self.artifacts_written = 0
@@ -391,21 +393,39 @@ class _Writer:
             )
 
     def _store_buffer(self, job: BufferJob, name: str, size: int) -> None:
-        self._put_of(name, size, job.artifact_id(), job.view)
+        if not job.fresh or job.nbytes <= INLINE_MAX:
+            self._put_of(name, size, job.artifact_id(), job.view)
+            return
+        with self._lock:
+            if id(job) in self._ahead:  # a buffer two variables share: written once
+                return
+            self._ahead.add(id(job))
+        with _about(name, size):
+            self._write_ahead(job)
+
+    def _write_ahead(self, job: BufferJob) -> None:
+        """Write a buffer that is almost surely new while its hash is computed, then name
+        it (or drop it, if it turns out to be stored or claimed already)."""
+        written = self._artifacts.write_ahead([job.view], job.nbytes)
+        try:
+            artifact_id = job.artifact_id()
+        except BaseException:
+            written.discard()
+            raise
+        with self._lock:
+            claimed = artifact_id in self._claimed
+            self._claimed.add(artifact_id)
+        if claimed:
+            written.discard()
+        elif self._artifacts.settle(written, artifact_id):
+            with self._lock:
+                self.bytes_written += job.nbytes
+                self.artifacts_written += 1
 
     def _put_of(self, name: str, size: int, artifact_id: str, view: memoryview) -> None:
         """:meth:`put` a piece of variable ``name``; a failure names the variable."""
-        try:
+        with _about(name, size):
             self.put(artifact_id, view)
-        except StorageError as exc:
-            raise StorageError(
-                exc.code,
-                f"could not save the variable {name!r} ({human_size(size)}): "
-                + exc.message.split(": ", 1)[-1],
-                name=name,
-                hint=exc.hint,
-                details={**exc.details, "variable": name, "bytes": size},
-            ) from exc
 
     def put(self, artifact_id: str, view: memoryview) -> None:
         """Store ``view`` as ``artifact_id`` unless it is stored already."""
@@ -434,6 +454,22 @@ class _Writer:
     def close(self) -> None:
         """Stop the threads (after a failure, without waiting for queued writes)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _about(name: str, size: int) -> Iterator[None]:
+    """A storage failure while saving variable ``name`` names it."""
+    try:
+        yield
+    except StorageError as exc:
+        raise StorageError(
+            exc.code,
+            f"could not save the variable {name!r} ({human_size(size)}): "
+            + exc.message.split(": ", 1)[-1],
+            name=name,
+            hint=exc.hint,
+            details={**exc.details, "variable": name, "bytes": size},
+        ) from exc
 
 
 _ARRAY_LIBRARIES = frozenset(

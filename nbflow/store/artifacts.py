@@ -26,6 +26,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from nbflow.errors import ArtifactCorruptError, StorageError
@@ -228,7 +229,24 @@ class ArtifactStore:
     def _write_file(
         self, artifact_id: str, buffers: Iterable[bytes | memoryview], size: int
     ) -> None:
-        final = self.path_of(artifact_id)
+        self._place(self._write_temp(buffers, size, artifact_id), artifact_id, size)
+
+    def write_ahead(self, buffers: Iterable[bytes | memoryview], size: int) -> TempFile:
+        """Write bytes whose id is still being computed to a temp file, not yet durable:
+        :meth:`settle` names it (or drops it) once the id is known. The disk is busy while
+        the hash is computed, rather than after."""
+        return self._write_temp(buffers, size, "a new artifact")
+
+    def settle(self, written: TempFile, artifact_id: str) -> bool:
+        """Make a :meth:`write_ahead` file the artifact ``artifact_id``, durable and in
+        place; if that artifact is stored already, drop the file. True when it was placed."""
+        if self.exists(artifact_id):
+            written.discard()
+            return False
+        self._place(written, artifact_id, written.size)
+        return True
+
+    def _write_temp(self, buffers: Iterable[bytes | memoryview], size: int, label: str) -> TempFile:
         tmp = self._layout.tmp / f"{os.getpid()}-{secrets.token_hex(8)}.tmp"
         try:
             try:
@@ -236,28 +254,37 @@ class ArtifactStore:
             except FileNotFoundError:
                 ensure_dir(self._layout.tmp)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except OSError as exc:
+            raise write_failure(label, size, exc) from exc
+        written = TempFile(tmp, fd, size)
+        try:
+            faults.hit("artifact.write")
+            for buffer in buffers:
+                view = memoryview(buffer).cast("B")
+                while view:
+                    view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
+        except OSError as exc:
+            written.discard()
+            raise write_failure(label, size, exc) from exc
+        return written
+
+    def _place(self, written: TempFile, artifact_id: str, size: int) -> None:
+        """fsync a written temp file and rename it to ``artifact_id``'s place."""
+        final = self.path_of(artifact_id)
+        try:
             try:
-                faults.hit("artifact.write")
-                for buffer in buffers:
-                    view = memoryview(buffer).cast("B")
-                    while view:
-                        written = os.write(fd, view[:_WRITE_CHUNK])
-                        view = view[written:]
                 faults.hit("artifact.fsync")
-                os.fsync(fd)
+                os.fsync(written.fd)
             finally:
-                os.close(fd)
+                written.close()
             ensure_dir(final.parent)
             faults.hit("artifact.rename")
-            os.rename(tmp, final)
+            os.rename(written.path, final)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            written.discard()
             raise write_failure(artifact_id, size, exc) from exc
-        if self._batch_depth:
-            self._deferred_dirs.add(final.parent)
-        else:
-            self._deferred_dirs.add(final.parent)
+        self._deferred_dirs.add(final.parent)
+        if not self._batch_depth:
             self._sync_deferred_dirs()
 
     # -- reading -----------------------------------------------------------------------
@@ -442,6 +469,28 @@ class ArtifactStore:
             name=artifact_id,
             hint="run `nbflow verify` to list damaged artifacts; resume from an earlier state",
         )
+
+
+@dataclass
+class TempFile:
+    """An artifact's bytes written to ``tmp/``, not yet durable nor named."""
+
+    path: Path
+    fd: int
+    size: int
+    _open: bool = True
+
+    def close(self) -> None:
+        """Close its descriptor (once)."""
+        if self._open:
+            self._open = False
+            os.close(self.fd)
+
+    def discard(self) -> None:
+        """Close and delete it."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
 def write_failure(artifact_id: str, size: int, exc: OSError) -> StorageError:
