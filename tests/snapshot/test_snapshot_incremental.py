@@ -116,3 +116,22 @@ def test_read_only_arrays_stay_read_only() -> None:
     frozen.flags.writeable = False
     restored = roundtrip(shared_home(), {"frozen": frozen})
     assert not restored["frozen"].flags.writeable
+
+
+def test_a_new_codec_writes_ahead_and_drops_what_is_stored(home: Home) -> None:
+    """A codec with no memory of earlier captures (a new kernel) writes a buffer while it
+    hashes it; finding that artifact already stored, it drops the write: nothing is
+    written twice and no temp file is left behind."""
+    ns = namespace()
+    first = NamespaceCodec(home.artifacts).capture(ns)
+    fresh = NamespaceCodec(home.artifacts)
+    assert fresh.capture(ns) == first
+    report = fresh.last_report
+    assert report is not None
+    assert report.bytes_hashed >= ns["array"].nbytes  # no fingerprints to go by
+    assert report.bytes_written == 0
+    assert report.artifacts_written == 0
+    leftovers = list((home.root / "tmp").iterdir()) if (home.root / "tmp").is_dir() else []
+    assert leftovers == []
+    restored = NamespaceCodec(home.artifacts).restore(first)
+    assert np.array_equal(restored["array"], ns["array"])
