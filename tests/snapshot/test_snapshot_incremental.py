@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from snapshot_support import roundtrip, shared_home
 
 from nbflow.snapshot import NamespaceCodec, diff
@@ -118,14 +119,27 @@ def test_read_only_arrays_stay_read_only() -> None:
     assert not restored["frozen"].flags.writeable
 
 
-def test_a_new_codec_writes_ahead_and_drops_what_is_stored(home: Home) -> None:
+def test_a_new_codec_writes_ahead_and_drops_what_is_stored(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A codec with no memory of earlier captures (a new kernel) writes a buffer while it
     hashes it; finding that artifact already stored, it drops the write: nothing is
     written twice and no temp file is left behind."""
+    ahead: list[int] = []
+    write_ahead = home.artifacts.write_ahead
+
+    def counted(buffers: Any, size: int) -> Any:  # a spy on the real method
+        ahead.append(size)
+        return write_ahead(buffers, size)
+
+    monkeypatch.setattr(home.artifacts, "write_ahead", counted)
     ns = namespace()
     first = NamespaceCodec(home.artifacts).capture(ns)
+    assert ns["array"].nbytes in ahead  # new buffers are written while hashed
+    ahead.clear()
     fresh = NamespaceCodec(home.artifacts)
     assert fresh.capture(ns) == first
+    assert ns["array"].nbytes in ahead
     report = fresh.last_report
     assert report is not None
     assert report.bytes_hashed >= ns["array"].nbytes  # no fingerprints to go by
@@ -135,3 +149,6 @@ def test_a_new_codec_writes_ahead_and_drops_what_is_stored(home: Home) -> None:
     assert leftovers == []
     restored = NamespaceCodec(home.artifacts).restore(first)
     assert np.array_equal(restored["array"], ns["array"])
+    ahead.clear()
+    assert fresh.capture(ns) == first  # known now by its fingerprint: no write at all
+    assert ahead == []
