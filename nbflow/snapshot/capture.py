@@ -372,9 +372,9 @@ class _Writer:
         self._lock = threading.Lock()
         self._futures: list[Future[None]] = []
         self._small: list[tuple[str, int, str, memoryview]] = []
+        """Slices kept in the database, checked for presence all at once by :meth:`finish`."""
         self._ahead: set[int] = set()
         """Buffers (by their job) being written ahead of their hash."""
-        """Slices kept in the database, checked for presence all at once by :meth:`finish`."""
         self.bytes_written = 0
         self.artifacts_written = 0
 

@@ -115,14 +115,22 @@ def _label(state: StateView) -> str:
     return f"{MARKS.get(state.status, '?')} {_name(state)}"
 
 
+def _live_marks(state: StateView) -> list[tuple[str, bool, str]]:
+    """A live label's marks, one per status: ``(class, hidden, text)``. All are hidden but
+    the one drawn; a live DAG's style sheet shows another as the status changes."""
+    return [
+        (f"nbflow-mark nbflow-mark-{status}", status != state.status, f"{mark} ")
+        for status, mark in MARKS.items()
+    ]
+
+
 def _live_label(state: StateView) -> str:
-    """The label's markup with a mark per status, all hidden but the one drawn (a live
-    DAG's style sheet shows another as the status changes)."""
-    marks = []
-    for status, mark in MARKS.items():
-        hidden = "" if status == state.status else ' style="display:none"'
-        marks.append(f'<tspan class="nbflow-mark nbflow-mark-{status}"{hidden}>{mark} </tspan>')
-    return "".join(marks) + escape(_name(state))
+    """The label's markup: every mark (see :func:`_live_marks`), then the name."""
+    spans = []
+    for kind, hidden, text in _live_marks(state):
+        style = ' style="display:none"' if hidden else ""
+        spans.append(f'<tspan class="{kind}"{style}>{text}</tspan>')
+    return "".join(spans) + escape(_name(state))
 
 
 def _dashed(state: StateView) -> bool:
@@ -170,9 +178,10 @@ def _swatch(status: str) -> Swatch:
 def _status_legend(view: PlanView, width: float, counted: bool = True) -> tuple[str, float]:
     counts = {status: 0 for status in STATUSES}
     for state in view.states:
-        for status in state.member_statuses or (state.status,):
-            if state.child is None:  # the legend counts states; child runs are drawn besides
-                counts[status] = counts.get(status, 0) + 1
+        if state.child is not None:  # the legend counts states; child runs are drawn besides
+            continue
+        for status in state.member_statuses or (state.status,):  # a fold: each of its states
+            counts[status] = counts.get(status, 0) + 1
     items = []
     for status in STATUSES:
         color = STATUS_COLORS[status]
@@ -341,12 +350,12 @@ def _dot_svg(view: PlanView, dot: str, live_id: str | None = None) -> str:
 def _put_live_label(label: ET.Element, state: StateView) -> None:
     """Replace dot's label text by the live label's marks and name."""
     label.text = None
-    for status, mark in MARKS.items():
+    for kind, hidden, text in _live_marks(state):
         span = ET.SubElement(label, f"{{{_SVG_NS}}}tspan")
-        span.set("class", f"nbflow-mark nbflow-mark-{status}")
-        if status != state.status:
+        span.set("class", kind)
+        if hidden:
             span.set("style", "display:none")
-        span.text = f"{mark} "
+        span.text = text
     span.tail = clean_text(_name(state))
 
 

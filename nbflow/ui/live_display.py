@@ -60,8 +60,6 @@ class LiveDisplay:
         self._timer: threading.Timer | None = None
         self.messages = 0
         """Display messages sent to the frontend (first displays and updates)."""
-        self.bytes_sent = 0
-        """Bytes of the bundles sent (HTML and SVG alike)."""
         self.last_svg = ""
         """The picture sent last."""
 
@@ -112,8 +110,9 @@ class LiveDisplay:
         if self._header is None:
             self._started = time.monotonic()
         picture = self._picture
-        relayout = picture is None or picture.nodes != frame.nodes
-        if picture is None or relayout:
+        relayout = False
+        if picture is None or picture.nodes != frame.nodes:
+            relayout = True
             token = picture_id(frame.nodes, self._started, id(self))
             picture = self._picture = LivePicture(
                 source.view(), frame.nodes, f"nbflow-live-{token}"
@@ -151,7 +150,6 @@ class LiveDisplay:
 
     def _display(self, bundle: dict[str, str], handle: Any = None) -> Any:
         self.messages += 1
-        self.bytes_sent += sum(len(value) for value in bundle.values())
         if "image/svg+xml" in bundle:
             self.last_svg = bundle["image/svg+xml"]
         if handle is None:
