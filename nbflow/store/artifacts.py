@@ -44,11 +44,13 @@ from nbflow.store.blobs import SqliteBlobs
 from nbflow.store.database import Database
 from nbflow.store.layout import FILE_MODE, HomeLayout, ensure_dir, fsync_dir
 from nbflow.store.signing import SigningKey, SqliteSignatures, UntrustedHistoryError
+from nbflow.store.writeback import start_writeback
 
 INLINE_MAX = 16 * 1024
 """Artifacts up to this many bytes are kept in the database rather than as files."""
 
-_WRITE_CHUNK = 1 << 26  # os.write moves at most ~2 GiB per call on Linux; stay well below
+_WRITE_CHUNK = 1 << 24
+"""Bytes per ``os.write``; the disk starts on each chunk while the next one is copied."""
 _READ_CHUNK = 1 << 24
 
 
@@ -259,10 +261,14 @@ class ArtifactStore:
         written = TempFile(tmp, fd, size)
         try:
             faults.hit("artifact.write")
+            offset = 0
             for buffer in buffers:
                 view = memoryview(buffer).cast("B")
                 while view:
-                    view = view[os.write(fd, view[:_WRITE_CHUNK]) :]
+                    count = os.write(fd, view[:_WRITE_CHUNK])
+                    start_writeback(fd, offset, count)
+                    offset += count
+                    view = view[count:]
         except OSError as exc:
             written.discard()
             raise write_failure(label, size, exc) from exc
