@@ -14,8 +14,10 @@ both the execute reply and the kernel's idle status for it have arrived:
 
 The kinds are interleaved, in rotating order, after a few warm-up executions of each. Then
 a NumPy array (1 GB unless ``--array-mb``) is added to the namespace and left unchanged,
-and the plain and same-name cells are timed again: the incremental snapshot should keep
-the array's cost small. Inside the kernel every namespace snapshot
+and the three kinds are timed again: the incremental snapshot should keep the array's cost
+small. New-name cells are also reported apart by what ran right before them: after a state
+cell nothing ran since its checkpoint, so the new state captures once (after its code);
+after a plain cell it captures before and after. Inside the kernel every namespace snapshot
 (``NamespaceCodec.capture``) is timed, to show how much of the overhead the snapshot is.
 
 Usage: ``python bench/kernel_overhead.py [--cells N] [--quick] [--array-mb MB] [--dir DIR]``.
@@ -210,6 +212,19 @@ def snapshot_seconds(kernel: BenchKernel) -> dict[int, list[float]]:
     return per_cell
 
 
+def split_by_predecessor(series: Series, plain: Series) -> tuple[Series, Series]:
+    """``series`` split in two: the cells executed right after a state cell, and those
+    right after a plain cell (which makes the state capture before its code too)."""
+    plain_counts = set(plain.counts)
+    after_state = Series("  ... right after a state")
+    after_plain = Series("  ... right after a plain cell")
+    for seconds, count in zip(series.seconds, series.counts, strict=True):
+        chosen = after_plain if count - 1 in plain_counts else after_state
+        chosen.seconds.append(seconds)
+        chosen.counts.append(count)
+    return after_state, after_plain
+
+
 def snapshot_p50_ms(series: Series, per_cell: dict[int, list[float]]) -> float:
     """Median over the cells of ``series`` of the time spent in snapshots."""
     return statistics.median(sum(per_cell.get(count, [])) for count in series.counts) * 1000
@@ -293,11 +308,16 @@ def measure(kernel: BenchKernel, n: int, array_mb: int, folder: pathlib.Path) ->
         {
             "plain": ("plain cell (x = 1)", lambda i: "x = 1"),
             "same": ("%%state, same name", lambda i: "%%state s\nx = 1"),
+            "new": (
+                "%%state, new name each time",
+                lambda i: f"%%state b{i}\nx = 1" if i >= 0 else f"%%state bwarm{-i}\nx = 1",
+            ),
         },
         n,
     )
     per_cell = snapshot_seconds(kernel)
-    big_plain, big_same = big["plain"], big["same"]
+    big_plain, big_same, big_new = big["plain"], big["same"], big["new"]
+    after_state, after_plain = split_by_predecessor(big_new, big_plain)
     big_snapshot = snapshot_p50_ms(big_same, per_cell)
     stored = sum(f.stat().st_size for f in (folder / ".nbflow").rglob("*") if f.is_file())
     out += [
@@ -311,6 +331,12 @@ def measure(kernel: BenchKernel, n: int, array_mb: int, folder: pathlib.Path) ->
         f"({captures(big_same, per_cell)} captures per cell); "
         f"{big_snapshot - small_snapshot:+.2f} ms over the small namespace; "
         f"{share(big_snapshot, big_same.p50_ms - big_plain.p50_ms)} of the overhead",
+        row(big_new, big_plain),
+        row(after_state, big_plain),
+        f"    {captures(after_state, per_cell)} capture per cell: nothing ran since the "
+        "last state's checkpoint",
+        row(after_plain, big_plain),
+        f"    {captures(after_plain, per_cell)} captures per cell: before and after its code",
         f"  history on disk              {stored / 1e6:.1f} MB after "
         f"{3 * (n + WARMUP) + 1} state runs",
         "",

@@ -16,9 +16,20 @@ class KernelCodec:
         self._session = session
 
     def capture(self, context: dict[str, Any]) -> str:
-        """Snapshot the namespace; tell the user once about withheld or skipped names."""
-        snapshots = self._session.snapshots
+        """Snapshot the namespace; tell the user once about withheld or skipped names.
+
+        The kernel's namespace is not captured again when certainly nothing changed it
+        since its last capture (:mod:`.quiet`): that capture's id is the answer."""
+        session = self._session
+        snapshots = session.snapshots
+        namespace = session.shell.user_ns
+        if context is namespace:
+            unchanged = session.quiet.unchanged(namespace)
+            if unchanged is not None:
+                return unchanged
         snapshot_id = snapshots.capture(context)
+        if context is namespace:
+            session.quiet.mark(snapshot_id, namespace)
         report = snapshots.last_report
         if report is not None and report.new_notes:
             self._session.presenter.message(
@@ -55,6 +66,7 @@ class KernelCodec:
     def restore(self, snapshot_id: str) -> dict[str, Any]:
         """Put the snapshot's variables into ``user_ns``; always-run states run next."""
         session = self._session
+        session.quiet.forget()
         session.snapshots.restore(snapshot_id, into=session.shell.user_ns)
         session.replay_pending = list(session.replay_plan)
         return session.shell.user_ns

@@ -37,6 +37,7 @@ from nbflow.kernel.looking import SessionViews
 from nbflow.kernel.narration import Narrator
 from nbflow.kernel.notebook_fan_out import FanOutCellDriver
 from nbflow.kernel.notebook_run import CellDriver
+from nbflow.kernel.quiet import QuietWatch
 from nbflow.kernel.views import StateCounts, plan_staleness, run_bars, run_page
 from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import (
@@ -86,7 +87,10 @@ class KernelSession:
         """Secret values of this kernel: credential-like environment variables and the
         values of withheld variables. Nothing nbflow writes holds one."""
         self.snapshots = NamespaceCodec(self.home.artifacts, secrets=self.secrets)
-        self.snapshots.owned = ipython_owned(shell)
+        owned = ipython_owned(shell)
+        self.snapshots.owned = owned
+        self.quiet = QuietWatch(shell, owned)
+        """Whether code ran since the namespace's last capture."""
         self.state_counts = StateCounts(self.home.artifacts)
         """How many states a run's plan has, by manifest."""
         self.cache_policy = KernelCache(self)
@@ -147,7 +151,8 @@ class KernelSession:
             return Home(other)
 
     def close(self) -> None:
-        """Release the database."""
+        """Release the database and stop watching the kernel."""
+        self.quiet.close()
         self.home.close()
 
     # -- declaring ------------------------------------------------------------------------

@@ -81,6 +81,7 @@ class LiveDisplay:
 
     def _start_timer(self, wait: float) -> None:
         self._timer = threading.Timer(wait, self._on_timer)
+        self._timer.name = "nbflow-live-update"
         self._timer.daemon = True
         self._timer.start()
 
