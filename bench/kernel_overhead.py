@@ -216,8 +216,8 @@ def split_by_predecessor(series: Series, plain: Series) -> tuple[Series, Series]
     """``series`` split in two: the cells executed right after a state cell, and those
     right after a plain cell (which makes the state capture before its code too)."""
     plain_counts = set(plain.counts)
-    after_state = Series("  ... right after a state")
-    after_plain = Series("  ... right after a plain cell")
+    after_state = Series("  right after a state")
+    after_plain = Series("  right after a plain cell")
     for seconds, count in zip(series.seconds, series.counts, strict=True):
         chosen = after_plain if count - 1 in plain_counts else after_state
         chosen.seconds.append(seconds)
@@ -332,11 +332,8 @@ def measure(kernel: BenchKernel, n: int, array_mb: int, folder: pathlib.Path) ->
         f"{big_snapshot - small_snapshot:+.2f} ms over the small namespace; "
         f"{share(big_snapshot, big_same.p50_ms - big_plain.p50_ms)} of the overhead",
         row(big_new, big_plain),
-        row(after_state, big_plain),
-        f"    {captures(after_state, per_cell)} capture per cell: nothing ran since the "
-        "last state's checkpoint",
-        row(after_plain, big_plain),
-        f"    {captures(after_plain, per_cell)} captures per cell: before and after its code",
+        row(after_state, big_plain) + f"   {captures(after_state, per_cell)} capture(s)",
+        row(after_plain, big_plain) + f"   {captures(after_plain, per_cell)} capture(s)",
         f"  history on disk              {stored / 1e6:.1f} MB after "
         f"{3 * (n + WARMUP) + 1} state runs",
         "",

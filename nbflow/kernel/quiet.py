@@ -102,10 +102,13 @@ class QuietWatch:
 
     def unchanged(self, namespace: dict[str, Any]) -> str | None:
         """The last capture's snapshot id if certainly nothing changed ``namespace`` since;
-        None when in doubt. Either way the mark is dropped: it holds the values alive."""
+        None when in doubt (and the mark is dropped: it holds the values alive). When
+        nothing changed, the mark stands for now: a state served from the cache with its
+        outputs in place already captures nothing more, and the next cell may ask."""
         mark, self._mark = self._mark, None
         if mark is None or self.doubt(mark, namespace) is not None:
             return None
+        self._mark = _Mark(mark.snapshot_id, self._cells, self._messages, mark.values)
         return mark.snapshot_id
 
     def doubt(self, mark: _Mark, namespace: dict[str, Any]) -> str | None:

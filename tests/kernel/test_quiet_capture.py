@@ -85,6 +85,11 @@ def test_a_state_cell_after_a_state_cell_captures_once_and_starts_from_its_snaps
     counted.kernel.ok("x = 5")
     assert counted.captures("%%state fourth\nw = x") == 2
     assert initial_variables(tmp_path, "fourth") == {"x": 5, "y": 2, "z": 3}
+    # Served from the cache with its outputs in place: no capture, and the next state
+    # still starts from the same checkpoint.
+    assert counted.captures("%%state fourth\nw = x") == 0
+    assert counted.captures("%%state sixth\nu = 1") == 1
+    assert initial_variables(tmp_path, "sixth") == {"x": 5, "y": 2, "z": 3, "w": 5}
     # A restore puts new objects into the namespace: captured again.
     counted.kernel.ok("%flow restore second")
     assert counted.captures("%%state fifth\nv = 0") == 2
@@ -159,4 +164,13 @@ def test_threads_tasks_and_loop_callbacks_of_the_user_mean_capturing_again(
         "    3600, lambda: globals().update(e=2))",
         "__nbflow_test_timer__.cancel()",
         "callback",
+    )
+    # The same through tornado, which wraps the user's function in its own callback.
+    assert_seen(
+        counted,
+        "from tornado.ioloop import IOLoop\n"
+        "__nbflow_test_timeout__ = IOLoop.current().call_later(\n"
+        "    3600, lambda: globals().update(e=3))",
+        "IOLoop.current().remove_timeout(__nbflow_test_timeout__)",
+        "tornado",
     )
