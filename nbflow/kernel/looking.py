@@ -36,12 +36,12 @@ class SessionViews:
         session = self._session
         plan = Plan(
             flow_id=session.flow_id,
-            states=tuple(session.states.values()),
+            states=tuple(session.declared.specs.values()),
             edges=tuple(
                 Edge(upstream=up, downstream=down)
-                for down, ups in session.upstream.items()
+                for down, ups in session.declared.upstream.items()
                 for up in ups
-                if up in session.states
+                if up in session.declared.specs
             ),
         )
         session.presenter.plan(
@@ -134,7 +134,8 @@ class SessionViews:
         session = self._session
         session.presenter.message(
             f"nbflow: {session.flow_id} (found by {session.location.found_by}), history in "
-            f"{session.home.root}, mode {session.mode}, {len(session.states)} states declared, "
+            f"{session.home.root}, mode {session.mode}, "
+            f"{len(session.declared.specs)} states declared, "
             f"{len(session.satisfied)} done in this kernel"
         )
         newest = session.home.events.runs(flow_id=session.flow_id, limit=1)

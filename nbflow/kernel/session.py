@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from IPython.core.error import UsageError
 
 from nbflow import trust
-from nbflow.engine import Body, Engine, StartRequest, store_manifest, topological_order
+from nbflow.engine import Body, Engine, StartRequest, store_manifest
 from nbflow.engine.contract import read_manifest
 from nbflow.engine.core import DAMAGE_CODES
 from nbflow.engine.history import RunHistory
@@ -29,6 +29,7 @@ from nbflow.hashing.redact import KnownSecrets
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.branches import KernelBranches
 from nbflow.kernel.cache_policy import KernelCache
+from nbflow.kernel.declared import DeclaredStates
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
 from nbflow.kernel.ipython_names import ipython_owned
@@ -38,6 +39,7 @@ from nbflow.kernel.narration import Narrator
 from nbflow.kernel.notebook_fan_out import FanOutCellDriver
 from nbflow.kernel.notebook_run import CellDriver
 from nbflow.kernel.quiet import QuietWatch
+from nbflow.kernel.usage import as_usage, usage
 from nbflow.kernel.views import StateCounts, plan_staleness, run_bars, run_page
 from nbflow.model.config import FanOutJoin, RunConfig
 from nbflow.model.events import (
@@ -45,7 +47,7 @@ from nbflow.model.events import (
     StatesSatisfied,
 )
 from nbflow.model.manifest import Manifest
-from nbflow.model.plan import Edge, Plan, StateSpec
+from nbflow.model.plan import Plan, StateSpec
 from nbflow.parallel.executors import DASK_DEFAULT_PARALLEL
 from nbflow.snapshot import NamespaceCodec
 from nbflow.snapshot.filters import is_ipython_name
@@ -113,8 +115,7 @@ class KernelSession:
         self.engine.listeners.append(self.narrator.on_event)
         self.engine.redaction_listeners.append(self.narrator.on_redacted)
         self.mode = "run"
-        self.states: dict[str, StateSpec] = {}
-        self.upstream: dict[str, tuple[str, ...]] = {}
+        self.declared = DeclaredStates(self.flow_id)
         self.satisfied: set[str] = set()
         """States completed or restored in this kernel."""
         self.restored: set[str] = set()
@@ -159,67 +160,11 @@ class KernelSession:
 
     def declare(self, options: StateOptions, source: str) -> StateSpec:
         """Declare (or redefine) a state; a cycle is refused, naming its states."""
-        spec = options.spec(source)
-        states = {**self.states, spec.id: spec}
-        upstream = {**self.upstream, spec.id: options.after}
-        known = Plan(
-            flow_id=self.flow_id,
-            states=tuple(states.values()),
-            edges=tuple(
-                Edge(upstream=up, downstream=down)
-                for down, ups in upstream.items()
-                for up in ups
-                if up in states
-            ),
-        )
-        _usage(lambda: topological_order(known))
-        self.states, self.upstream = states, upstream
-        return spec
+        return self.declared.declare(options, source)
 
     def plan(self, names: Iterable[str] = ()) -> Plan:
         """The declared plan, or ``names`` and everything upstream of them; validated."""
-        wanted = list(names)
-        unknown = [n for n in wanted if n not in self.states]
-        if unknown:
-            raise UsageError(
-                f"%flow run: no state named {', '.join(map(repr, unknown))} has been declared"
-            )
-        selected = set(self.states) if not wanted else self._with_upstream(wanted)
-        dangling = sorted(
-            f"{down!r} needs {up!r}"
-            for down in selected
-            for up in self.upstream.get(down, ())
-            if up not in self.states
-        )
-        if dangling:
-            raise UsageError(
-                "the plan depends on undeclared states: "
-                + "; ".join(dangling)
-                + ". Run the cells that declare them, or fix --after"
-            )
-        plan = Plan(
-            flow_id=self.flow_id,
-            states=tuple(spec for sid, spec in self.states.items() if sid in selected),
-            edges=tuple(
-                Edge(upstream=up, downstream=down)
-                for down in self.states
-                if down in selected
-                for up in self.upstream.get(down, ())
-            ),
-        )
-        _usage(lambda: topological_order(plan))
-        return plan
-
-    def _with_upstream(self, names: list[str]) -> set[str]:
-        selected: set[str] = set()
-        stack = list(names)
-        while stack:
-            name = stack.pop()
-            if name in selected:
-                continue
-            selected.add(name)
-            stack.extend(self.upstream.get(name, ()))
-        return selected
+        return self.declared.plan(names)
 
     # -- running --------------------------------------------------------------------------
 
@@ -237,12 +182,10 @@ class KernelSession:
         restored now, before the remaining cells execute."""
         plan = Plan.model_validate_json(plan_json)
         parameters = json.loads(parameters_json)
-        for spec in plan.states:
-            self.states[spec.id] = spec
-            self.upstream[spec.id] = plan.upstream_of(spec.id)
+        self.declared.adopt(plan)
         self.engine.announce_states = True  # each state happens in its own cell
         if resume_run is not None:
-            history = _usage(lambda: self.engine.history(resume_run))
+            history = usage(lambda: self.engine.history(resume_run))
             config = read_manifest(self.home.artifacts, history.started.manifest_id).run_config
             fan_out = isinstance(config.execution_mode, FanOutJoin)
         else:
@@ -263,7 +206,7 @@ class KernelSession:
                 parameters=parameters,
                 run_config=RunConfig.model_validate_json(run_config_json),
             )
-            manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+            manifest_id = usage(lambda: store_manifest(self.home.artifacts, manifest))
             notes: tuple[ChildOf, ...] = ()
             run_id = None
             if child_json:  # a child run: its id and its parent are given
@@ -307,7 +250,7 @@ class KernelSession:
                 self._finish(result, set())
             return
         for up in options.after:
-            if up not in self.states and up not in self.satisfied:
+            if up not in self.declared.specs and up not in self.satisfied:
                 raise UsageError(
                     f"%%state {options.name}: upstream state {up!r} is not declared; "
                     "run the cell that declares it first"
@@ -348,7 +291,7 @@ class KernelSession:
             config = config.model_copy(update={"execution_mode": FanOutJoin(max_parallel=parallel)})
         self.branches.dask = dask
         manifest = Manifest(flow_id=self.flow_id, plan=plan, run_config=config)
-        manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+        manifest_id = usage(lambda: store_manifest(self.home.artifacts, manifest))
         if not fresh:
             for record in self.home.events.runs(flow_id=self.flow_id, status="running"):
                 if record.manifest_id == manifest_id:
@@ -380,11 +323,13 @@ class KernelSession:
     async def _start(
         self, manifest: Manifest, use_cache: bool = True, *, satisfied_notes: bool = True
     ) -> RunResult:
-        manifest_id = _usage(lambda: store_manifest(self.home.artifacts, manifest))
+        manifest_id = usage(lambda: store_manifest(self.home.artifacts, manifest))
         in_plan = {spec.id for spec in manifest.plan.states}
         satisfied = sorted(self.satisfied - in_plan) if satisfied_notes else []
         replay = [
-            self.states[s] for s in satisfied if s in self.states and self.states[s].always_run
+            self.declared.specs[s]
+            for s in satisfied
+            if s in self.declared.specs and self.declared.specs[s].always_run
         ]
         notes = (StatesSatisfied(states=satisfied, replay=replay),) if satisfied_notes else ()
         request = StartRequest.for_manifest(
@@ -408,13 +353,13 @@ class KernelSession:
         """``%flow replay``: run RUN's manifest again as a new run, from the variables it
         started with, with its recorded facts only; say whether it reproduced RUN."""
         run_id = self.resolve_run(run)
-        manifest, _, initial = _usage(lambda: self.engine.replay_manifest(run_id))
-        document = _usage(lambda: self.snapshots.document(initial))
+        manifest, _, initial = usage(lambda: self.engine.replay_manifest(run_id))
+        document = usage(lambda: self.snapshots.document(initial))
         kept = {variable.name for variable in document.variables}
         aside = sorted(
             name for name in self.shell.user_ns if not is_ipython_name(name) and name not in kept
         )
-        _usage(lambda: self.snapshots.restore(initial, into=self.shell.user_ns))
+        usage(lambda: self.snapshots.restore(initial, into=self.shell.user_ns))
         for name in aside:
             del self.shell.user_ns[name]
         dropped = (
@@ -441,7 +386,7 @@ class KernelSession:
             if newest and newest[0].status != "running":
                 run = newest[0].run_id  # reported below as ended: nothing to resume
         run_id = self.resolve_run(run, interrupted=run is None)
-        history = _usage(lambda: self.engine.history(run_id))
+        history = usage(lambda: self.engine.history(run_id))
         if history.run_completed is not None:
             status = history.run_completed.status.value
             failure = ""
@@ -452,10 +397,10 @@ class KernelSession:
                 f"nbflow: run {run_id[:8]} already ended {status}{failure}; nothing to resume"
             )
             return
-        manifest = _usage(lambda: read_manifest(self.home.artifacts, history.started.manifest_id))
+        manifest = usage(lambda: read_manifest(self.home.artifacts, history.started.manifest_id))
         for spec in manifest.plan.states:  # the plan comes back without re-running cells
-            self.states.setdefault(spec.id, spec)
-            self.upstream.setdefault(spec.id, manifest.plan.upstream_of(spec.id))
+            self.declared.specs.setdefault(spec.id, spec)
+            self.declared.upstream.setdefault(spec.id, manifest.plan.upstream_of(spec.id))
         satisfied, replay = self._replay_for(run_id, history, manifest, upto=None)
         self.replay_plan = replay
         self.replay_pending = []
@@ -489,14 +434,14 @@ class KernelSession:
             if run_id is not None:
                 history = self.engine.history(run_id)
                 manifest_id = history.started.manifest_id
-                manifest = _usage(partial(read_manifest, self.home.artifacts, manifest_id))
+                manifest = usage(partial(read_manifest, self.home.artifacts, manifest_id))
                 satisfied, replay = self._replay_for(run_id, history, manifest, upto=label)
             try:
                 self.snapshots.restore(snapshot_id, into=self.shell.user_ns)
                 break
             except NbflowError as exc:
                 if exc.code not in DAMAGE_CODES or target is not None:
-                    raise _as_usage(exc) from None
+                    raise as_usage(exc) from None
                 self.presenter.message(
                     f"nbflow: the checkpoint after {label!r} (run {run_id and run_id[:8]}) is "
                     f"damaged, so it was not used ({exc.message}); trying an older one"
@@ -583,7 +528,7 @@ class KernelSession:
         )
         found = False
         for run_id in runs:
-            history = _usage(lambda run_id=run_id: self.engine.history(run_id))
+            history = usage(partial(self.engine.history, run_id))
             if target is not None:
                 if target in history.completed:
                     found = True
@@ -665,30 +610,16 @@ class KernelSession:
 
     def invalidate(self, state: str, downstream: bool) -> None:
         """``%flow invalidate``: the results of ``state`` computed so far are not reused."""
-        states = {state}
-        if downstream:
-            frontier = [state]
-            while frontier:
-                current = frontier.pop()
-                for other, ups in self.upstream.items():
-                    if current in ups and other not in states:
-                        states.add(other)
-                        frontier.append(other)
+        states = self.declared.downstream_of(state) if downstream else {state}
         known = {e.state_id for e in self.home.cache.entries(self.flow_id)}
-        if state not in known and state not in self.states:
+        if state not in known and state not in self.declared.specs:
             raise UsageError(f"%flow invalidate: no state named {state!r} in {self.flow_id}")
         count = self.home.cache.invalidate(self.flow_id, states)
-        names = ", ".join(s for s in self._declared_order() if s in states) or state
+        names = ", ".join(s for s in self.declared.order() if s in states) or state
         self.presenter.message(
             f"nbflow: {count} cached results of {names} will not be reused; they run on "
             "their next run"
         )
-
-    def _declared_order(self) -> list[str]:
-        try:
-            return [spec.id for spec in topological_order(self.plan())]
-        except UsageError:
-            return list(self.states)
 
     def trust(self, yes: bool) -> None:
         """``%flow trust``: verify a history made elsewhere, say what it holds, adopt it."""
@@ -717,23 +648,10 @@ class KernelSession:
     def cancel(self, run: str | None) -> None:
         """``%flow cancel``."""
         run_id = self.resolve_run(run, interrupted=run is None)
-        result = _usage(lambda: self.engine.cancel(run_id))
+        result = usage(lambda: self.engine.cancel(run_id))
         self.presenter.message(f"nbflow: run {run_id[:8]} is {result.phase.value}")
 
     def run_rows(self, offset: int) -> list[RunRow]:
         """A page of this notebook's run history from ``offset`` (the history's Older and
         Newer buttons)."""
         return run_page(self.home.events, self.state_counts, self.flow_id, offset)
-
-
-def _usage(action: Any) -> Any:
-    """Run ``action``; an nbflow error becomes a ``UsageError`` with its message and hint."""
-    try:
-        return action()
-    except NbflowError as exc:
-        raise _as_usage(exc) from None
-
-
-def _as_usage(exc: NbflowError) -> UsageError:
-    hint = f" ({exc.hint})" if exc.hint else ""
-    return UsageError(f"[{exc.code}] {exc.message}{hint}")
