@@ -120,7 +120,9 @@ def test_a_killed_parallel_notebook_run_resumes_with_the_same_command(
     )
     processes.append(first.pid)
     deadline = time.monotonic() + 180
-    while not (tmp_path / "center.log").exists():
+    # Its line, not the file: the file exists from the open, a moment before the write.
+    log = tmp_path / "center.log"
+    while not (log.exists() and log.read_text().strip() == "run"):
         assert first.poll() is None, "the run ended early"
         assert time.monotonic() < deadline, "pb_center never started"
         time.sleep(0.05)

@@ -49,10 +49,10 @@ def __nbflow_fuzz_fingerprint():
     runs = s.home.events.runs()
     artifacts = sorted(s.home.artifacts.ids())
     return json.dumps({
-        "states": [len(s.states), digest({k: v.model_dump(mode="json")
-                                          for k, v in s.states.items()})],
-        "order": digest(list(s.states)),
-        "upstream": digest({k: list(v) for k, v in s.upstream.items()}),
+        "states": [len(s.declared.specs), digest({k: v.model_dump(mode="json")
+                                          for k, v in s.declared.specs.items()})],
+        "order": digest(list(s.declared.specs)),
+        "upstream": digest({k: list(v) for k, v in s.declared.upstream.items()}),
         "mode": s.mode,
         "satisfied": sorted(s.satisfied) if len(s.satisfied) < 20 else digest(
             sorted(s.satisfied)),
@@ -427,15 +427,15 @@ def declare_mode(fuzzed: Fuzzed) -> Iterator[Fuzzed]:
     """Declare mode for the ``%%state`` fuzzing; afterwards the plan and mode as before."""
     kernel = fuzzed.kernel
     kernel.ok(
-        "__nbflow_fuzz_saved__ = (dict(__nbflow__.session.states), "
-        "dict(__nbflow__.session.upstream))"
+        "__nbflow_fuzz_saved__ = (dict(__nbflow__.session.declared.specs), "
+        "dict(__nbflow__.session.declared.upstream))"
     )
     kernel.ok("%flow mode declare")
     try:
         yield fuzzed
     finally:
         kernel.ok(
-            "__nbflow__.session.states, __nbflow__.session.upstream = __nbflow_fuzz_saved__\n"
+            "__nbflow__.session.declared.specs, __nbflow__.session.declared.upstream = __nbflow_fuzz_saved__\n"
             "del __nbflow_fuzz_saved__"
         )
         kernel.ok("%flow mode run")
@@ -530,7 +530,7 @@ def runs_in_store(kernel: Kernel) -> int:
 def plan_of(kernel: Kernel) -> dict[str, list[str]]:
     shown = kernel.ok(
         "import json as __j; print(__j.dumps({k: list(v) for k, v in "
-        "__nbflow__.session.upstream.items() if k in __nbflow__.session.states})); del __j"
+        "__nbflow__.session.declared.upstream.items() if k in __nbflow__.session.declared.specs})); del __j"
     ).stdout
     value: dict[str, list[str]] = json.loads(shown)
     return value
@@ -583,7 +583,7 @@ def test_flow_run_refuses_a_plan_with_a_cycle(kernels: KernelFactory, tmp_path: 
     kernel.ok("%flow mode declare")
     kernel.ok(state_cell("first", log))
     kernel.ok(state_cell("second", log, after="first"))
-    kernel.ok("__nbflow__.session.upstream['first'] = ('second',)")
+    kernel.ok("__nbflow__.session.declared.upstream['first'] = ('second',)")
     runs = runs_in_store(kernel)
     for line in ("%flow run", "%flow run second", "%flow run --fresh"):
         refused = kernel.run(line)
