@@ -435,7 +435,8 @@ def declare_mode(fuzzed: Fuzzed) -> Iterator[Fuzzed]:
         yield fuzzed
     finally:
         kernel.ok(
-            "__nbflow__.session.declared.specs, __nbflow__.session.declared.upstream = __nbflow_fuzz_saved__\n"
+            "__nbflow__.session.declared.specs, __nbflow__.session.declared.upstream = (\n"
+            "    __nbflow_fuzz_saved__)\n"
             "del __nbflow_fuzz_saved__"
         )
         kernel.ok("%flow mode run")
@@ -530,7 +531,8 @@ def runs_in_store(kernel: Kernel) -> int:
 def plan_of(kernel: Kernel) -> dict[str, list[str]]:
     shown = kernel.ok(
         "import json as __j; print(__j.dumps({k: list(v) for k, v in "
-        "__nbflow__.session.declared.upstream.items() if k in __nbflow__.session.declared.specs})); del __j"
+        "__nbflow__.session.declared.upstream.items()\n"
+        "    if k in __nbflow__.session.declared.specs})); del __j"
     ).stdout
     value: dict[str, list[str]] = json.loads(shown)
     return value
