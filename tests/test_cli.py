@@ -196,3 +196,20 @@ def test_show_run_finds_the_history_of_the_notebook_folder_below(tmp_path: Path)
     missing = nbflow("show", "ffffffff", cwd=tmp_path)
     assert missing.returncode != 0
     assert "no history in .nbflow" in missing.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(folder: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NBFLOW_HOME"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nbflow.cli", "show", run_id_of(folder)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # no reader left: its first write fails, as under `| head`
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert error == ""

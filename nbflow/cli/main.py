@@ -223,6 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nbflow: {exc}", file=sys.stderr)
         refused = {"run_not_found", "run_ambiguous", "untrusted_history", "run_in_progress"}
         return EXIT_USAGE if exc.code in refused else EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (``nbflow runs NB | head``): stop quietly, as other
+        # commands do, and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+EXIT_BROKEN_PIPE = 141
+"""What a shell reports for a command killed by SIGPIPE (128 + 13)."""
 
 
 def _dispatch(args: argparse.Namespace) -> int:
