@@ -48,7 +48,10 @@ _READ_ONLY_MESSAGES = frozenset(
 """Requests that read the kernel's own records and run no user code."""
 
 _KERNEL_PACKAGES = ("ipykernel", "IPython", "jupyter_client", "zmq", "tornado", "comm", "asyncio")
-"""Packages whose threads, tasks and callbacks are the kernel's own machinery."""
+"""Packages whose tasks and loop callbacks are the kernel's own machinery."""
+_THREAD_PACKAGES = frozenset({"ipykernel", "IPython", "jupyter_client", "zmq", "comm", "nbflow"})
+"""Packages whose threads are the kernel's (not asyncio or tornado: a thread running an
+event loop of its own runs whatever the user gave it)."""
 
 
 @dataclass
@@ -153,17 +156,19 @@ class QuietWatch:
         if "Subshell" in kind.__name__:  # runs cells concurrently with this one
             return False
         if kind is not threading.Thread:
-            return _ours(kind.__module__)
+            return _top(kind.__module__) in _THREAD_PACKAGES
         target = getattr(thread, "_target", None)
-        return target is not None and self._is_kernel_callable(target)
+        if target is None or getattr(target, "func", None) is not None:  # partials: doubt
+            return False
+        module = getattr(getattr(target, "__func__", target), "__module__", None)
+        return isinstance(module, str) and _top(module) in _THREAD_PACKAGES
 
     def _loop_doubt(self, loop: asyncio.AbstractEventLoop) -> str | None:
         current = asyncio.current_task(loop) if loop.is_running() else None
         for task in asyncio.all_tasks(loop):
             if task is current:
                 continue
-            code = getattr(task.get_coro(), "cr_code", None)
-            if code is None or not self._in_roots(code.co_filename):
+            if not self._kernel_coroutine(task.get_coro()):
                 return f"task {task.get_name()!r} is pending"
         scheduled = getattr(loop, "_scheduled", None)
         ready = getattr(loop, "_ready", None)
@@ -177,13 +182,27 @@ class QuietWatch:
             owner = getattr(callback, "__self__", None)
             if isinstance(owner, asyncio.Task):  # a task's step: the task is judged above
                 continue
-            if not all(
-                self._is_kernel_callable(part)
-                for part in (callback, *arguments)
-                if callable(part) or part is callback
+            if not self._is_kernel_callable(callback) or not all(
+                self._is_kernel_callable(argument)
+                if callable(argument)
+                else self._kernel_coroutine(argument)
+                for argument in arguments
+                if callable(argument) or _is_coroutine(argument)
             ):
                 return "a callback is waiting in the event loop"
         return None
+
+    def _kernel_coroutine(self, coroutine: Any) -> bool:
+        """Whether every coroutine in ``coroutine``'s chain of awaits is the kernel's:
+        a library's coroutine may be awaiting the user's."""
+        link, depth = coroutine, 0
+        while _is_coroutine(link) and depth < 64:
+            code = getattr(link, "cr_code", None) or getattr(link, "gi_code", None)
+            if code is None or not self._in_roots(code.co_filename):
+                return False
+            link = getattr(link, "cr_await", None) or getattr(link, "gi_yieldfrom", None)
+            depth += 1
+        return depth > 0
 
     def _is_kernel_callable(self, function: Any) -> bool:
         for part in _unwrapped(function):
@@ -225,9 +244,16 @@ class QuietWatch:
 _MISSING = object()
 
 
+def _top(module: str) -> str:
+    return module.partition(".")[0]
+
+
 def _ours(module: str) -> bool:
-    top = module.partition(".")[0]
-    return top in _KERNEL_PACKAGES or top == "nbflow"
+    return _top(module) in _KERNEL_PACKAGES or _top(module) == "nbflow"
+
+
+def _is_coroutine(value: Any) -> bool:
+    return hasattr(value, "cr_code") or hasattr(value, "gi_code")
 
 
 def _kernel_loop(kernel: Any) -> asyncio.AbstractEventLoop | None:

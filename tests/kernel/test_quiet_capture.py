@@ -165,6 +165,18 @@ def test_threads_tasks_and_loop_callbacks_of_the_user_mean_capturing_again(
         "__nbflow_test_timer__.cancel()",
         "callback",
     )
+    # A coroutine of the user's handed to asyncio's own function, to be started later.
+    assert_seen(
+        counted,
+        "import asyncio\n"
+        "async def __nbflow_test_later__():\n"
+        "    globals().update(e=4)\n"
+        "__nbflow_test_coroutine__ = __nbflow_test_later__()\n"
+        "__nbflow_test_start__ = asyncio.get_running_loop().call_later(\n"
+        "    3600, asyncio.ensure_future, __nbflow_test_coroutine__)",
+        "__nbflow_test_start__.cancel()\n__nbflow_test_coroutine__.close()",
+        "coroutine",
+    )
     # The same through tornado, which wraps the user's function in its own callback.
     assert_seen(
         counted,
