@@ -16,10 +16,12 @@ the median of ``--reps`` runs (at least 3). Also measured: raw write+fsync of as
 as nbflow's first checkpoint wrote, and blake3's speed in memory.
 
 Usage: ``python bench/snapshot.py [--quick] [--reps N] [--dir DIR]``. ``--quick`` uses a
-namespace ten times smaller. The last four lines are ``incremental vs dill: <x>x``,
-``first checkpoint vs raw disk: <p>%``, ``lazy restore vs dill: <x>x`` and ``restore vs
-unpickle floor: <x>x`` (nbflow's lazy restore over unpickling the objects alone, their
-buffers left in memory: what no restore of the same objects can beat).
+namespace ten times smaller. The summary lines are ``incremental vs dill: <x>x``,
+``first checkpoint vs raw disk: <p>%`` (after the first checkpoints and the raw writes
+run by run, since the page cache's speed varies between runs), ``lazy restore vs dill:
+<x>x`` and, last, ``restore vs unpickle floor: <x>x`` (nbflow's lazy restore over
+unpickling the objects alone, their buffers left in memory: what no restore of the same
+objects can beat).
 """
 
 from __future__ import annotations
@@ -334,6 +336,9 @@ def main() -> None:
             f"incremental vs dill: "
             f"{median('dill.dump_module', 'incremental') / median('nbflow', 'incremental'):.1f}x"
         )
+        firsts = ", ".join(f"{run['first']:.2f}" for run in results["nbflow"])
+        raws = ", ".join(f"{seconds:.2f}" for seconds in raw)
+        print(f"first checkpoints, run by run: {firsts} s; raw write+fsync: {raws} s")
         print(f"first checkpoint vs raw disk: {100 * raw_time / median('nbflow', 'first'):.0f}%")
         floor = statistics.median(floors)
         print(f"unpickling the objects alone (buffers in place): {floor:.3f}s")
