@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from nbflow.cli.errors import EXIT_FAILED, EXIT_USAGE, CommandLineError
+from nbflow.cli.errors import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_USAGE, CommandLineError
 from nbflow.errors import NbflowError
 from nbflow.store import HOME_DIRNAME, Home
 from nbflow.ui.model import RUNS_PAGE
@@ -228,10 +228,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # commands do, and keep Python from complaining when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-
-
-EXIT_BROKEN_PIPE = 141
-"""What a shell reports for a command killed by SIGPIPE (128 + 13)."""
 
 
 def _dispatch(args: argparse.Namespace) -> int:

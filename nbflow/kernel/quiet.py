@@ -109,12 +109,12 @@ class QuietWatch:
         nothing changed, the mark stands for now: a state served from the cache with its
         outputs in place already captures nothing more, and the next cell may ask."""
         mark, self._mark = self._mark, None
-        if mark is None or self.doubt(mark, namespace) is not None:
+        if mark is None or self._doubt(mark, namespace) is not None:
             return None
         self._mark = _Mark(mark.snapshot_id, self._cells, self._messages, mark.values)
         return mark.snapshot_id
 
-    def doubt(self, mark: _Mark, namespace: dict[str, Any]) -> str | None:
+    def _doubt(self, mark: _Mark, namespace: dict[str, Any]) -> str | None:
         """Why ``namespace`` may have changed since ``mark``; None when it cannot have."""
         if self._cells != mark.cells + 1 or not self._state_cell:
             return "a cell ran since"
