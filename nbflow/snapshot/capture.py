@@ -32,9 +32,16 @@ are set aside by type first, and variables that failed last time are tried alone
 
 Writing. A variable's slice is final once it is pickled and has passed the secret scan (a
 later restart leaves earlier slices byte for byte the same), and only then are its slice and
-buffers queued for writing, so a withheld variable's bytes, buffers included, never reach
-the disk. Buffers are hashed as pickle hands them over, and written by worker threads while
-pickling goes on, inside one :meth:`ArtifactStore.batch`; the document is written last.
+buffers stored, so a withheld variable's bytes, buffers included, never become artifacts.
+Buffers are hashed as pickle hands them over, and written by worker threads while pickling
+goes on, inside one :meth:`ArtifactStore.batch`; the document is written last.
+
+Early writes. Array variables come last in the stream, so their buffers, the bulk of the
+bytes, would reach the disk only after every other variable is pickled. Before the stream,
+each array variable holding at least :data:`EARLY_MIN` bytes is pickled alone, its buffers
+out of band (no copy) and its in-band bytes secret-scanned; a clean one's new buffers start
+writing to temp files at once. They become artifacts only when a final slice of the stream
+refers to them, and are deleted otherwise (:mod:`.writer`), so the rule above holds.
 """
 
 from __future__ import annotations
@@ -44,16 +51,13 @@ import io
 import os
 import pickle
 import sys
-import threading
 import time
 import types
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbflow.errors import StorageError
 from nbflow.hashing.ids import content_id
 from nbflow.hashing.redact import KnownSecrets
 from nbflow.hashing.secrets import find_secrets_in_text
@@ -76,9 +80,14 @@ from nbflow.snapshot.filters import (
 from nbflow.snapshot.pickling import NamespacePickler
 from nbflow.snapshot.report import CaptureReport, VariableNote
 from nbflow.snapshot.scan import scan_segment
-from nbflow.store.artifacts import INLINE_MAX, ArtifactStore, human_size
+from nbflow.snapshot.writer import Slice, SliceWriter
+from nbflow.store.artifacts import ArtifactStore
 
 _REASON_MAX = 300
+EARLY_MIN = 8 * 1024 * 1024
+"""Array variables holding this much or more start their writes early (``_start_early``)."""
+EARLY_IN_BAND_MAX = 1024 * 1024
+"""The most in-band bytes an array variable pickled alone may have to start early."""
 
 
 @dataclass
@@ -99,15 +108,6 @@ class CaptureMemory:
     used again as it is."""
 
 
-@dataclass
-class _Slice:
-    name: str
-    type_name: str
-    data: bytes
-    digest: str
-    jobs: list[BufferJob]
-
-
 class _Sink:
     """The file the pickler writes to; the buffer behind it is swapped per variable."""
 
@@ -116,6 +116,24 @@ class _Sink:
 
     def write(self, data: bytes | memoryview) -> int:
         """Append to the current variable's slice."""
+        return self.current.write(data)
+
+
+class _InBandTooLargeError(Exception):
+    """A trial pickle wrote more in-band bytes than it may."""
+
+
+class _CappedSink(_Sink):
+    """A sink that stops the pickler past ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def write(self, data: bytes | memoryview) -> int:
+        """Append, or raise :class:`_InBandTooLargeError` past the limit."""
+        if self.current.tell() + len(data) > self._limit:
+            raise _InBandTooLargeError
         return self.current.write(data)
 
 
@@ -166,19 +184,26 @@ class Capture:
         self._excluded_in_stream: set[str] = set()
         self._homes: tuple[dict[str, Any], ...] = ()
         self._late: set[str] = set()
+        self._clean: set[str] = set()
+        """Content ids of in-band bytes that passed the secret scan."""
+        self._early_clean: set[str] = set()
+        """Those of them that are array variables pickled alone by :meth:`_start_early`."""
 
     def run(self, namespace: Mapping[str, Any]) -> tuple[str, SnapshotDocument, CaptureReport]:
         """Store the namespace; returns the snapshot id, its document and the report."""
         started = time.perf_counter()
         self._homes = home_globals(namespace)
         self._sort(namespace)
+        if self._memory.clean_generation == self._secrets.generation:
+            self._clean = set(self._memory.clean_segments)  # else judge every slice again
         hasher = BufferHasher(self._memory.fingerprints, self._workers)
-        writer = _Writer(self._artifacts, self._workers)
+        writer = SliceWriter(self._artifacts, self._workers)
         try:
             with self._artifacts.batch():
                 with gc_paused():
                     for name in sorted(self._memory.retry_alone & self._candidates.keys()):
                         self._try_alone(name)
+                    self._start_early(hasher, writer)
                     slices = self._stream(hasher, writer)
                 writer.finish()
                 before = self._memory.entries
@@ -202,7 +227,9 @@ class Capture:
             writer.close()
             hasher.close()
         report = self._report(snapshot_id, document, writer, hasher, started)
-        self._memory.clean_segments = frozenset(piece.digest for piece in slices)
+        self._memory.clean_segments = frozenset(piece.digest for piece in slices).union(
+            self._early_clean
+        )
         self._memory.clean_generation = self._secrets.generation
         self._memory.retry_alone = frozenset(self._excluded_in_stream)
         self._memory.last_notes = frozenset(report.notes)
@@ -257,11 +284,12 @@ class Capture:
 
     # -- pickling ------------------------------------------------------------------------
 
-    def _pickler(
-        self, sink: _Sink, jobs: list[list[BufferJob]], hasher: BufferHasher | None
-    ) -> NamespacePickler:
+    def _pickler(self, sink: _Sink, keep: Callable[[memoryview], None] | None) -> NamespacePickler:
+        """A pickler that hands big contiguous buffers to ``keep`` out of band; without
+        ``keep`` (a trial) everything stays in band."""
+
         def out_of_band(buffer: pickle.PickleBuffer) -> bool:
-            if hasher is None:  # a trial: nothing is kept
+            if keep is None:
                 return False
             try:
                 view = buffer.raw()
@@ -269,14 +297,14 @@ class Capture:
                 return True
             if view.nbytes < OUT_OF_BAND_MIN:
                 return True
-            jobs[0].append(hasher.add(view))
+            keep(view)
             return False
 
         return NamespacePickler(sink, home_globals=self._homes, buffer_callback=out_of_band)
 
     def _try_alone(self, name: str) -> None:
         sink = _Sink()
-        pickler = self._pickler(sink, [[]], None)
+        pickler = self._pickler(sink, None)
         try:
             pickler.dump(self._candidates[name])
         except Exception as exc:
@@ -286,15 +314,41 @@ class Capture:
         if found is not None:
             self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
 
-    def _stream(self, hasher: BufferHasher, writer: _Writer) -> list[_Slice]:
-        clean = set(self._memory.clean_segments)
-        if self._memory.clean_generation != self._secrets.generation:
-            clean.clear()  # new secrets are known: judge every slice again
+    def _start_early(self, hasher: BufferHasher, writer: SliceWriter) -> None:
+        """Start writing the big buffers of array variables before the stream reaches them
+        (it pickles the others first): each is pickled alone, its buffers out of band and
+        its in-band bytes (at most :data:`EARLY_IN_BAND_MAX`) secret-scanned, and only a
+        clean one starts. The stream later meets the same buffers (``hasher`` knows them
+        by their exporting object), whose writes then count for its slices; those no
+        stored slice refers to are dropped (see :class:`SliceWriter`)."""
+        for name in load_order(self._late & self._candidates.keys(), ()):
+            value = self._candidates[name]
+            if bulk_hint(value) < EARLY_MIN:
+                continue
+            sink = _CappedSink(EARLY_IN_BAND_MAX)
+            views: list[memoryview] = []
+            try:
+                self._pickler(sink, views.append).dump(value)
+            except Exception:  # too much in band, or a failure the stream will report
+                continue
+            data = sink.current.getvalue()
+            digest = content_id(data)
+            if digest not in self._clean:
+                if self._scan(data) is not None:
+                    continue  # the stream decides, and withholds it
+                self._clean.add(digest)
+            self._early_clean.add(digest)
+            size = len(data) + sum(view.nbytes for view in views)
+            for view in views:
+                writer.start_early(hasher.add(view), name, size)
+
+    def _stream(self, hasher: BufferHasher, writer: SliceWriter) -> list[Slice]:
+        clean = self._clean
         while True:
             sink = _Sink()
             jobs: list[list[BufferJob]] = [[]]
-            pickler = self._pickler(sink, jobs, hasher)
-            slices: list[_Slice] = []
+            pickler = self._pickler(sink, _job_keeper(hasher, jobs))
+            slices: list[Slice] = []
             for name, value in self._candidates.items():
                 sink.current = io.BytesIO()
                 jobs[0] = []
@@ -311,7 +365,7 @@ class Capture:
                         self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
                         break
                     clean.add(digest)
-                piece = _Slice(name, type_name(value), data, digest, jobs[0])
+                piece = Slice(name, type_name(value), data, digest, jobs[0])
                 # Final now: a later failure restarts the stream without changing this
                 # slice's bytes, so its artifacts can go to disk while pickling goes on.
                 writer.store(piece)
@@ -334,7 +388,7 @@ class Capture:
         self,
         snapshot_id: str,
         document: SnapshotDocument,
-        writer: _Writer,
+        writer: SliceWriter,
         hasher: BufferHasher,
         started: float,
     ) -> CaptureReport:
@@ -362,116 +416,6 @@ class Capture:
         )
 
 
-class _Writer:
-    """Writes slices and buffers on worker threads, each artifact once."""
-
-    def __init__(self, artifacts: ArtifactStore, workers: int) -> None:
-        self._artifacts = artifacts
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="nbflow-write")
-        self._claimed: set[str] = set()
-        self._lock = threading.Lock()
-        self._futures: list[Future[None]] = []
-        self._small: list[tuple[str, int, str, memoryview]] = []
-        """Slices kept in the database, checked for presence all at once by :meth:`finish`."""
-        self._ahead: set[int] = set()
-        """Buffers (by their job) being written ahead of their hash."""
-        self.bytes_written = 0
-        self.artifacts_written = 0
-
-    def store(self, piece: _Slice) -> None:
-        """Queue the writes of a slice and its buffers."""
-        size = len(piece.data) + sum(job.nbytes for job in piece.jobs)
-        for job in piece.jobs:
-            self._futures.append(self._pool.submit(self._store_buffer, job, piece.name, size))
-        if len(piece.data) <= INLINE_MAX:  # kept in the database: no thread needed
-            self._small.append((piece.name, size, piece.digest, memoryview(piece.data)))
-        else:
-            self._futures.append(
-                self._pool.submit(
-                    self._put_of, piece.name, size, piece.digest, memoryview(piece.data)
-                )
-            )
-
-    def _store_buffer(self, job: BufferJob, name: str, size: int) -> None:
-        if not job.fresh or job.nbytes <= INLINE_MAX:
-            self._put_of(name, size, job.artifact_id(), job.view)
-            return
-        with self._lock:
-            if id(job) in self._ahead:  # a buffer two variables share: written once
-                return
-            self._ahead.add(id(job))
-        with _about(name, size):
-            self._write_ahead(job)
-
-    def _write_ahead(self, job: BufferJob) -> None:
-        """Write a buffer that is almost surely new while its hash is computed, then name
-        it (or drop it, if it turns out to be stored or claimed already)."""
-        written = self._artifacts.write_ahead([job.view], job.nbytes)
-        try:
-            artifact_id = job.artifact_id()
-        except BaseException:
-            written.discard()
-            raise
-        with self._lock:
-            claimed = artifact_id in self._claimed
-            self._claimed.add(artifact_id)
-        if claimed:
-            written.discard()
-        elif self._artifacts.settle(written, artifact_id):
-            with self._lock:
-                self.bytes_written += job.nbytes
-                self.artifacts_written += 1
-
-    def _put_of(self, name: str, size: int, artifact_id: str, view: memoryview) -> None:
-        """:meth:`put` a piece of variable ``name``; a failure names the variable."""
-        with _about(name, size):
-            self.put(artifact_id, view)
-
-    def put(self, artifact_id: str, view: memoryview) -> None:
-        """Store ``view`` as ``artifact_id`` unless it is stored already."""
-        with self._lock:
-            if artifact_id in self._claimed:
-                return
-            self._claimed.add(artifact_id)
-        if self._artifacts.put_known(artifact_id, [view]):
-            with self._lock:
-                self.bytes_written += view.nbytes
-                self.artifacts_written += 1
-
-    def finish(self) -> None:
-        """Store the small slices that are not stored yet, and wait for every queued
-        write; raises the first failure."""
-        small, self._small = self._small, []
-        # One query for every small slice: most are unchanged variables, stored before.
-        missing = self._artifacts.missing(digest for _, _, digest, _ in small)
-        for name, size, digest, view in small:
-            if digest in missing:
-                self._put_of(name, size, digest, view)
-        for future in self._futures:
-            future.result()
-        self._futures.clear()
-
-    def close(self) -> None:
-        """Stop the threads (after a failure, without waiting for queued writes)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-@contextmanager
-def _about(name: str, size: int) -> Iterator[None]:
-    """A storage failure while saving variable ``name`` names it."""
-    try:
-        yield
-    except StorageError as exc:
-        raise StorageError(
-            exc.code,
-            f"could not save the variable {name!r} ({human_size(size)}): "
-            + exc.message.split(": ", 1)[-1],
-            name=name,
-            hint=exc.hint,
-            details={**exc.details, "variable": name, "bytes": size},
-        ) from exc
-
-
 _ARRAY_LIBRARIES = frozenset(
     {"numpy", "pandas", "pyarrow", "polars", "torch", "xarray", "scipy", "jax", "cupy"}
 )
@@ -486,12 +430,37 @@ def loads_late(value: Any) -> bool:
     return module.partition(".")[0] in _ARRAY_LIBRARIES
 
 
+def _job_keeper(hasher: BufferHasher, jobs: list[list[BufferJob]]) -> Callable[[memoryview], None]:
+    """Hands each buffer to ``hasher`` and keeps its job in ``jobs[0]``, the current
+    variable's list."""
+
+    def keep(view: memoryview) -> None:
+        jobs[0].append(hasher.add(view))
+
+    return keep
+
+
+def bulk_hint(value: Any) -> int:
+    """Bytes of array data ``value`` says it holds, 0 when it says nothing: ``nbytes``
+    (NumPy, Arrow, torch, a pandas Series) or a pandas frame's shallow ``memory_usage``."""
+    try:
+        nbytes = getattr(value, "nbytes", None)
+        if isinstance(nbytes, int):
+            return nbytes
+        module = getattr(type(value), "__module__", None) or ""
+        if module.partition(".")[0] == "pandas" and hasattr(value, "memory_usage"):
+            return int(value.memory_usage(index=True, deep=False).sum())
+    except Exception:  # a hint only: no answer means no early start
+        return 0
+    return 0
+
+
 def load_order(names: Iterable[str], late: Collection[str]) -> list[str]:
     """``names`` in stream order: those in ``late`` after the others, each group sorted."""
     return sorted(names, key=lambda name: (name in late, name))
 
 
-def _stored_entry(piece: _Slice, before: VariableEntry | None) -> VariableEntry:
+def _stored_entry(piece: Slice, before: VariableEntry | None) -> VariableEntry:
     """The entry of a stored slice; ``before``, the variable's entry in the last capture,
     when it says the same (most variables of a namespace do not change)."""
     buffers = tuple(job.artifact_id() for job in piece.jobs)

@@ -1,0 +1,165 @@
+"""Big arrays start their writes before the stream reaches them, and still no buffer of a
+variable that ends up withheld or skipped is ever stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbflow.snapshot import NamespaceCodec, VariableStatus
+from nbflow.snapshot.writer import SliceWriter
+from nbflow.store import Home
+
+TOKEN = "ghp_" + "Zq7Rk2Lm9Xv4Tn8Bw1Yc6Hd3Fs5Gj0Pa" + "Nu1E"
+ROWS = 2_100_000  # 16.8 MB of float64: above the early-start threshold
+
+
+class Marker:
+    """Records, on the thread that pickles, when the stream reaches it."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self.events.append("stream reaches the other variables")
+        return (list, ())
+
+
+class Flaky:
+    """Pickles once, then refuses: alone it passes, in the stream it fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Flaky:  # pandas copies a frame's attrs
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self.calls += 1
+        if self.calls > 1:
+            raise TypeError("it changed its mind")
+        return (list, ())
+
+
+def spy_early(monkeypatch: pytest.MonkeyPatch, events: list[str]) -> None:
+    start_early = SliceWriter.start_early
+
+    def spied(self: SliceWriter, job: Any, name: str, size: int) -> None:
+        events.append(f"early {name} {job.nbytes}")
+        start_early(self, job, name, size)
+
+    monkeypatch.setattr(SliceWriter, "start_early", spied)
+
+
+def spy_write_ahead(monkeypatch: pytest.MonkeyPatch, home: Home, sizes: list[int]) -> None:
+    write_ahead = home.artifacts.write_ahead
+
+    def spied(buffers: Any, size: int) -> Any:
+        sizes.append(size)
+        return write_ahead(buffers, size)
+
+    monkeypatch.setattr(home.artifacts, "write_ahead", spied)
+
+
+def stored_files(home: Home) -> list[Path]:
+    return [p for p in home.root.rglob("*") if p.is_file() and p.suffix not in {".db", ".wal"}]
+
+
+def temp_files(home: Home) -> list[Path]:
+    tmp = home.root / "tmp"
+    return list(tmp.iterdir()) if tmp.is_dir() else []
+
+
+def test_big_arrays_start_writing_before_the_other_variables_are_pickled(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    sizes: list[int] = []
+    spy_early(monkeypatch, events)
+    spy_write_ahead(monkeypatch, home, sizes)
+    rng = np.random.default_rng(1)
+    namespace: dict[str, Any] = {
+        "arr": rng.random(ROWS),
+        "frame": pd.DataFrame({"a": rng.random(ROWS), "b": rng.random(ROWS)}),
+        "small": np.arange(1000),  # under the threshold: waits for the stream
+        "marker": Marker(events),
+        "records": {f"k{i}": {"id": i} for i in range(1000)},
+    }
+    codec = NamespaceCodec(home.artifacts)
+    snapshot_id = codec.capture(namespace)
+    assert events == [
+        f"early arr {namespace['arr'].nbytes}",
+        f"early frame {2 * ROWS * 8}",
+        "stream reaches the other variables",
+    ]
+    # Each buffer written once, though it met the pickler twice.
+    assert sorted(sizes) == sorted([namespace["arr"].nbytes, 2 * ROWS * 8])
+    report = codec.last_report
+    assert report is not None
+    assert report.bytes_written < namespace["arr"].nbytes + 2 * ROWS * 8 + 1_000_000
+    assert temp_files(home) == []
+    restored = NamespaceCodec(home.artifacts).restore(snapshot_id)
+    assert np.array_equal(restored["arr"], namespace["arr"])
+    pd.testing.assert_frame_equal(restored["frame"], namespace["frame"])
+    assert np.array_equal(restored["small"], namespace["small"])
+
+
+def test_an_array_variable_that_fails_in_the_stream_stores_none_of_its_buffers(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    spy_early(monkeypatch, events)
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": rng.random(ROWS)})
+    frame.attrs["flaky"] = Flaky()
+    codec = NamespaceCodec(home.artifacts)
+    snapshot_id = codec.capture({"frame": frame, "step": 1})
+    assert events == [f"early frame {ROWS * 8}"]  # its buffer was started early
+    document = codec.document(snapshot_id)
+    assert document.names(VariableStatus.SKIPPED) == ("frame",)
+    entry = document.variable("frame")
+    assert entry is not None
+    assert "changed its mind" in (entry.reason or "")
+    assert temp_files(home) == []
+    assert all(p.stat().st_size < ROWS * 8 for p in stored_files(home))
+    assert NamespaceCodec(home.artifacts).restore(snapshot_id) == {"step": 1}
+
+
+def test_a_buffer_started_early_is_kept_when_another_stored_variable_holds_it(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    spy_early(monkeypatch, events)
+    rng = np.random.default_rng(3)
+    arr = rng.random(ROWS)
+    frame = pd.DataFrame({"a": rng.random(ROWS)})
+    frame.attrs["flaky"] = Flaky()
+    frame.attrs["arr"] = arr  # started early through the frame, which then fails
+    namespace = {"frame": frame, "holder": [arr]}
+    snapshot_id = NamespaceCodec(home.artifacts).capture(namespace)
+    assert events == [f"early frame {ROWS * 8}"] * 2  # its column and ``arr``
+    restored = NamespaceCodec(home.artifacts).restore(snapshot_id)
+    assert set(restored) == {"holder"}
+    assert np.array_equal(restored["holder"][0], arr)
+    assert temp_files(home) == []
+    big = [p for p in stored_files(home) if p.stat().st_size >= ROWS * 8]
+    assert len(big) == 1  # ``arr``'s, not the failed frame's column
+
+
+def test_an_array_variable_with_a_secret_in_band_is_not_started_and_not_stored(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    spy_early(monkeypatch, events)
+    frame = pd.DataFrame({"a": np.random.default_rng(4).random(ROWS)})
+    frame.attrs["note"] = f"deploy with {TOKEN}"
+    codec = NamespaceCodec(home.artifacts)
+    snapshot_id = codec.capture({"frame": frame})
+    assert events == []
+    assert codec.document(snapshot_id).names(VariableStatus.WITHHELD) == ("frame",)
+    assert temp_files(home) == []
+    assert all(p.stat().st_size < ROWS * 8 for p in stored_files(home))
