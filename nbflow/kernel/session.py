@@ -21,14 +21,13 @@ from nbflow import trust
 from nbflow.engine import Body, Engine, StartRequest, store_manifest
 from nbflow.engine.contract import read_manifest
 from nbflow.engine.core import DAMAGE_CODES
-from nbflow.engine.history import RunHistory
 from nbflow.engine.results import RunPhase, RunResult, replay_verdict
 from nbflow.errors import NbflowError
-from nbflow.hashing.ids import is_content_id
 from nbflow.hashing.redact import KnownSecrets
 from nbflow.kernel.arguments import StateOptions
 from nbflow.kernel.branches import KernelBranches
 from nbflow.kernel.cache_policy import KernelCache
+from nbflow.kernel.checkpoints import resolve_run, restore_candidates, restored_effects
 from nbflow.kernel.declared import DeclaredStates
 from nbflow.kernel.discovery import NotebookLocation, fallback_home, locate
 from nbflow.kernel.execution import Shell, run_state_code
@@ -401,7 +400,7 @@ class KernelSession:
         for spec in manifest.plan.states:  # the plan comes back without re-running cells
             self.declared.specs.setdefault(spec.id, spec)
             self.declared.upstream.setdefault(spec.id, manifest.plan.upstream_of(spec.id))
-        satisfied, replay = self._replay_for(run_id, history, manifest, upto=None)
+        satisfied, replay = restored_effects(self.home, run_id, history, manifest, upto=None)
         self.replay_plan = replay
         self.replay_pending = []
         self.presenter.message(
@@ -428,14 +427,17 @@ class KernelSession:
 
         Without a target, a damaged checkpoint is skipped for the newest intact one, and
         the user is told; a checkpoint asked for by name is restored or refused."""
-        for snapshot_id, run_id, label in self._checkpoints(target, run):
+        candidates = restore_candidates(self.home, self.engine, self.flow_id, target, run)
+        for snapshot_id, run_id, label in candidates:
             satisfied: set[str] = set()
             replay: list[StateSpec] = []
             if run_id is not None:
                 history = self.engine.history(run_id)
                 manifest_id = history.started.manifest_id
                 manifest = usage(partial(read_manifest, self.home.artifacts, manifest_id))
-                satisfied, replay = self._replay_for(run_id, history, manifest, upto=label)
+                satisfied, replay = restored_effects(
+                    self.home, run_id, history, manifest, upto=label
+                )
             try:
                 self.snapshots.restore(snapshot_id, into=self.shell.user_ns)
                 break
@@ -488,61 +490,6 @@ class KernelSession:
         """The attempts of ``run_id`` (the history's Timeline button)."""
         return run_bars(self.home.events.read_range(run_id), self.views.snapshot_size_of)
 
-    def _replay_for(
-        self, run_id: str, history: RunHistory, manifest: Manifest, upto: str | None
-    ) -> tuple[set[str], list[StateSpec]]:
-        """States whose effects a checkpoint of ``run_id`` holds, and the always-run specs
-        to execute again after restoring it (up to and including state ``upto``)."""
-        stream = self.home.events.read_range(run_id)
-        noted = next((e.event for e in stream if isinstance(e.event, StatesSatisfied)), None)
-        satisfied = set(noted.states) if noted else set()
-        replay = list(noted.replay) if noted else []
-        for state_id in history.completed:
-            satisfied.add(state_id)
-            spec = manifest.plan.state(state_id)
-            if spec.always_run:
-                replay.append(spec)
-            if state_id == upto:
-                break
-        return satisfied, replay
-
-    def _checkpoints(
-        self, target: str | None, run: str | None
-    ) -> Iterator[tuple[str, str | None, str | None]]:
-        """``(snapshot id, run id, state)`` of the checkpoints ``%flow restore`` may use,
-        best first: the one asked for, or without a target every completed state of the
-        runs, newest first (the fallbacks when the newest is damaged)."""
-        if target is not None and target.startswith("blake3:"):
-            if not is_content_id(target):
-                raise UsageError(
-                    f"%flow restore: {target!r} is not a snapshot id (blake3:<64 hex digits>)"
-                )
-            if not self.home.artifacts.exists(target):
-                raise UsageError(f"%flow restore: snapshot {target} is not in {self.home.root}")
-            yield target, None, None
-            return
-        runs = (
-            [self.resolve_run(run)]
-            if run
-            else [r.run_id for r in self.home.events.runs(flow_id=self.flow_id)]
-        )
-        found = False
-        for run_id in runs:
-            history = usage(partial(self.engine.history, run_id))
-            if target is not None:
-                if target in history.completed:
-                    found = True
-                    yield history.completed[target], run_id, target
-                    return
-                continue
-            for state_id in reversed(history.completed):
-                found = True
-                yield history.completed[state_id], run_id, state_id
-        if not found:
-            where = f"run {runs[0][:8]}" if run else f"any run of {self.flow_id}"
-            what = f"state {target!r}" if target else "any state"
-            raise UsageError(f"%flow restore: {what} has not completed in {where}")
-
     def _finish(self, result: RunResult, satisfied: set[str]) -> None:
         history = self.engine.history(result.run_id)
         done = set(history.completed)
@@ -587,18 +534,7 @@ class KernelSession:
 
     def resolve_run(self, prefix: str | None, *, interrupted: bool = False) -> str:
         """The run named by ``prefix``; without one, this notebook's newest (interrupted)."""
-        if prefix is None:
-            status = "running" if interrupted else None
-            for record in self.home.events.runs(flow_id=self.flow_id, limit=1, status=status):
-                return record.run_id
-            kind = "interrupted run" if interrupted else "run"
-            raise UsageError(f"nbflow: {self.flow_id} has no {kind}")
-        matches = self.home.events.find_runs(prefix)
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise UsageError(f"nbflow: no run id starts with {prefix!r}")
-        raise UsageError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
+        return resolve_run(self.home, self.flow_id, prefix, interrupted=interrupted)
 
     def current_facets(self, plan: Plan) -> dict[str, dict[str, str]]:
         """Each state's key facets as they would be if it ran now (for staleness)."""

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import gc
 import io
+import math
 import os
 import pickle
 import sys
@@ -106,6 +107,9 @@ class CaptureMemory:
     entries: dict[str, VariableEntry] = field(default_factory=dict)
     """The stored entries of the last capture, by name: an unchanged variable's entry is
     used again as it is."""
+    big_arrays: frozenset[tuple[str, int]] = frozenset()
+    """``(name, bulk_hint)`` of the last capture's big array variables: one as big again
+    has buffers of sizes the fingerprints know, so it is not pickled alone to start early."""
 
 
 class _Sink:
@@ -187,6 +191,7 @@ class Capture:
         self._clean: set[str] = set()
         """Content ids of in-band bytes that passed the secret scan."""
         self._early_clean: set[str] = set()
+        self._big: set[tuple[str, int]] = set()
         """Those of them that are array variables pickled alone by :meth:`_start_early`."""
 
     def run(self, namespace: Mapping[str, Any]) -> tuple[str, SnapshotDocument, CaptureReport]:
@@ -231,6 +236,7 @@ class Capture:
             self._early_clean
         )
         self._memory.clean_generation = self._secrets.generation
+        self._memory.big_arrays = frozenset(self._big)
         self._memory.retry_alone = frozenset(self._excluded_in_stream)
         self._memory.last_notes = frozenset(report.notes)
         self._memory.entries = {piece.name: self._entries[piece.name] for piece in slices}
@@ -321,10 +327,14 @@ class Capture:
         clean one starts. The stream later meets the same buffers (``hasher`` knows them
         by their exporting object), whose writes then count for its slices; those no
         stored slice refers to are dropped (see :class:`SliceWriter`)."""
-        for name in load_order(self._late & self._candidates.keys(), ()):
+        for name in [name for name in self._candidates if name in self._late]:
             value = self._candidates[name]
-            if bulk_hint(value) < EARLY_MIN:
+            hint = bulk_hint(value)
+            if hint < EARLY_MIN:
                 continue
+            self._big.add((name, hint))
+            if (name, hint) in self._memory.big_arrays:
+                continue  # as big as last time: its buffers' sizes are known, none is fresh
             sink = _CappedSink(EARLY_IN_BAND_MAX)
             views: list[memoryview] = []
             try:
@@ -441,15 +451,17 @@ def _job_keeper(hasher: BufferHasher, jobs: list[list[BufferJob]]) -> Callable[[
 
 
 def bulk_hint(value: Any) -> int:
-    """Bytes of array data ``value`` says it holds, 0 when it says nothing: ``nbytes``
-    (NumPy, Arrow, torch, a pandas Series) or a pandas frame's shallow ``memory_usage``."""
+    """Bytes of array data ``value`` likely holds, 0 when it does not say: its ``nbytes``
+    (NumPy, Arrow, torch, a pandas Series), else 8 bytes per element of its ``shape`` (a
+    pandas or polars frame). A guess that decides only when writes start; it costs
+    microseconds, where a frame's ``memory_usage`` takes about a millisecond."""
     try:
         nbytes = getattr(value, "nbytes", None)
         if isinstance(nbytes, int):
             return nbytes
-        module = getattr(type(value), "__module__", None) or ""
-        if module.partition(".")[0] == "pandas" and hasattr(value, "memory_usage"):
-            return int(value.memory_usage(index=True, deep=False).sum())
+        shape = getattr(value, "shape", None)
+        if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+            return 8 * math.prod(shape)
     except Exception:  # a hint only: no answer means no early start
         return 0
     return 0

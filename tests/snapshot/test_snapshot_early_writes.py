@@ -163,3 +163,37 @@ def test_an_array_variable_with_a_secret_in_band_is_not_started_and_not_stored(
     assert codec.document(snapshot_id).names(VariableStatus.WITHHELD) == ("frame",)
     assert temp_files(home) == []
     assert all(p.stat().st_size < ROWS * 8 for p in stored_files(home))
+
+
+class Counted:
+    """Counts how often it is pickled."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Counted:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self.calls += 1
+        return (list, ())
+
+
+def test_a_big_array_as_big_as_last_time_is_pickled_once(home: Home) -> None:
+    """Pickling alone pays only for buffers of new sizes: a frame of the same name and
+    shape as at the last capture is not pickled twice again."""
+    counted = Counted()
+    frame = pd.DataFrame({"a": np.random.default_rng(5).random(ROWS)})
+    frame.attrs["counted"] = counted
+    codec = NamespaceCodec(home.artifacts)
+    codec.capture({"frame": frame})
+    assert counted.calls == 2  # alone, then in the stream
+    frame["a"] += 1.0
+    snapshot_id = codec.capture({"frame": frame})
+    assert counted.calls == 3  # in the stream only
+    restored = NamespaceCodec(home.artifacts).restore(snapshot_id)
+    pd.testing.assert_frame_equal(restored["frame"], frame, check_flags=False)
+    bigger = pd.concat([frame, frame])
+    bigger.attrs["counted"] = counted
+    codec.capture({"frame": bigger})
+    assert counted.calls == 5  # a new size: alone again
