@@ -108,9 +108,18 @@ class Restore:
             # buffers are checked, and waits for each one only when it needs it. Each use
             # of a buffer gets a mapping of its own, even of the same artifact: two equal
             # arrays must not share private pages.
+            small = self._artifacts.raw_small([entry.pickle for entry in pickled if entry.pickle])
+
+            def slice_of(entry: VariableEntry) -> bytes | Future[bytes]:
+                data = small.get(entry.pickle or "")
+                if data is None:
+                    return pool.submit(self._slice, entry)
+                return self._checked(entry, data)
+
+            first = slice_of(pickled[0]) if pickled else b""
             stream = _SliceStream(
-                [pool.submit(self._slice, entry) for entry in pickled[1:]],
-                self._slice(pickled[0]) if pickled else b"",
+                [slice_of(entry) for entry in pickled[1:]],
+                first if isinstance(first, bytes) else first.result(),
             )
             buffers = [
                 [
@@ -123,7 +132,8 @@ class Restore:
                 self._unpickle(document, pickled, stream, buffers, loaded, into)
             except BaseException:
                 for waiting in stream.pending:
-                    waiting.cancel()
+                    if isinstance(waiting, Future):
+                        waiting.cancel()
                 for future in itertools.chain.from_iterable(buffers):
                     future.cancel()
                 raise
@@ -152,6 +162,13 @@ class Restore:
             return self._artifacts.get(entry.pickle)
         except NbflowError as exc:
             raise _about_variable(exc, entry.name) from exc
+
+    @staticmethod
+    def _checked(entry: VariableEntry, data: bytes) -> bytes:
+        """``data``, read as ``entry``'s slice, once its hash matched."""
+        if content_id(data) != entry.pickle:
+            raise _about_variable(ArtifactStore.corrupt(entry.pickle or ""), entry.name)
+        return data
 
     def _unpickle(
         self,
@@ -242,15 +259,17 @@ class _SliceStream:
     load, which hashed every slice before unpickling any, and copied them once more.
     """
 
-    def __init__(self, pending: list[Future[bytes]], first: bytes) -> None:
+    def __init__(self, pending: list[bytes | Future[bytes]], first: bytes) -> None:
         self.pending = deque(pending)
-        """Slices still to come, in order."""
+        """Slices still to come, in order: checked already (small slices, read from the
+        database at once), or being checked on the pool."""
         self._data = memoryview(first)
         self._at = 0
 
     def next_slice(self) -> None:
         """Move to the next variable's slice (waiting until it is verified)."""
-        self._data = memoryview(self.pending.popleft().result())
+        coming = self.pending.popleft()
+        self._data = memoryview(coming if isinstance(coming, bytes) else coming.result())
         self._at = 0
 
     def read(self, size: int = -1) -> bytes:

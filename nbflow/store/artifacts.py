@@ -363,6 +363,18 @@ class ArtifactStore:
         except FileNotFoundError:
             return None
 
+    def raw_small(self, artifact_ids: Collection[str]) -> dict[str, bytes]:
+        """The bytes of those of ``artifact_ids`` kept in the database, *without* checking
+        them (see :meth:`raw`), in one query per 500 ids: a snapshot of many small
+        variables reads its slices at once, not one query each."""
+        wanted = list(dict.fromkeys(artifact_ids))
+        for artifact_id in wanted:
+            self._file_name(artifact_id)  # validates the id
+        found = {i: self._pending[i] for i in wanted if i in self._pending}
+        if self._inline is not None:
+            found.update(self._inline.get_blobs([i for i in wanted if i not in found]))
+        return found
+
     def open_mapped(self, artifact_id: str, *, verify: bool = True) -> mmap.mmap | bytes:
         """A read-only memory map of the artifact, hashed in place before it is returned.
 
@@ -439,7 +451,7 @@ class ArtifactStore:
     # -- helpers -----------------------------------------------------------------------
 
     def _small(self, artifact_id: str) -> bytes | None:
-        self.path_of(artifact_id)  # validates the id
+        self._file_name(artifact_id)  # validates the id
         pending = self._pending.get(artifact_id)
         if pending is not None:
             return pending

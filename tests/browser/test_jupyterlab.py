@@ -1119,7 +1119,14 @@ def test_notebook_7_runs_the_plan_and_resumes_from_the_banner(
 def large_notebook_cells() -> list[str]:
     """A plan of 292 states (a root, ten regions of 29 months, a report) and a run of
     1,000 attempts (250 chained states that each fail three times before they succeed)."""
-    cells = ["%load_ext nbflow", "%flow mode declare", "%%state prepare\nbase = 1"]
+    # Minimal tracebacks: IPython takes about 70 ms to render each of the 750 failures in
+    # full, and what is tested here is the pictures, not the tracebacks.
+    cells = [
+        "%load_ext nbflow",
+        "%xmode Minimal",
+        "%flow mode declare",
+        "%%state prepare\nbase = 1",
+    ]
     for region in range(10):
         for month in range(29):
             after = f"r{region}.m{month - 1}" if month else "prepare"

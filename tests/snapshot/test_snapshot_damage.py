@@ -48,9 +48,14 @@ def test_a_flipped_byte_in_a_pickled_slice_names_the_artifact(home: Home) -> Non
     assert caught.value.name == entry.pickle
 
 
-def test_a_damaged_small_slice_in_the_database_is_named(home: Home) -> None:
+@pytest.mark.parametrize("namespace", [{"n": 41}, {"a": [1, 2], "n": 41, "z": "last"}])
+def test_a_damaged_small_slice_in_the_database_is_named(
+    home: Home, namespace: dict[str, object]
+) -> None:
+    """Small slices are read from the database all at once, and each is checked before
+    anything is unpickled, first or not."""
     codec = NamespaceCodec(home.artifacts)
-    snapshot_id = codec.capture({"n": 41})
+    snapshot_id = codec.capture(namespace)
     home.artifacts.flush()
     entry = codec.document(snapshot_id).variable("n")
     assert entry is not None
@@ -64,6 +69,7 @@ def test_a_damaged_small_slice_in_the_database_is_named(home: Home) -> None:
     with pytest.raises(ArtifactCorruptError) as caught:
         NamespaceCodec(home.artifacts).restore(snapshot_id)
     assert caught.value.name == entry.pickle
+    assert caught.value.details["variable"] == "n"
 
 
 def test_a_missing_buffer_is_named(home: Home) -> None:
