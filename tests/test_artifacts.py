@@ -209,3 +209,17 @@ def test_wal_is_preallocated_on_open_without_growing_the_database(tmp_path: Path
             opened.events.append(f"run{reopen}", 0, [Note(text="kept")])
     with Home(root) as opened:
         assert [r.run_id for r in opened.events.runs()] == ["run1", "run0"]
+
+
+def test_raw_small_reads_many_at_once_pending_ones_included(home: Home) -> None:
+    """More ids than one query takes: every stored small one comes back, files and
+    unknown ids do not, and a batch's pending artifacts are found too."""
+    stored = {home.artifacts.put(f"small {i}".encode()): f"small {i}".encode() for i in range(1200)}
+    big = home.artifacts.put(os.urandom(BIG))
+    unknown = content_id(b"never stored")
+    with home.artifacts.batch():
+        pending = home.artifacts.put(b"held until the batch ends")
+        found = home.artifacts.raw_small([*stored, big, unknown, pending])
+    assert found == {**stored, pending: b"held until the batch ends"}
+    with pytest.raises(NbflowError):
+        home.artifacts.raw_small(["not an id"])

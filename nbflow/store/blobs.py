@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from nbflow.store.database import Database
 
@@ -35,14 +36,8 @@ class SqliteBlobs:
     def get_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
         """The stored bytes (unverified) of those of ``blob_ids`` that are stored, in one
         query per 500 ids."""
-        found: dict[str, bytes] = {}
         with self.database.reading() as conn:
-            for start in range(0, len(blob_ids), 500):
-                chunk = blob_ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(f"SELECT id, data FROM blobs WHERE id IN ({marks})", chunk)
-                found.update((row[0], bytes(row[1])) for row in rows)
-        return found
+            return {row[0]: bytes(row[1]) for row in _rows_of(conn, "id, data", blob_ids)}
 
     def has_blob(self, blob_id: str) -> bool:
         """Whether ``blob_id`` is stored."""
@@ -52,14 +47,8 @@ class SqliteBlobs:
 
     def stored_of(self, blob_ids: Sequence[str]) -> set[str]:
         """Which of ``blob_ids`` are stored, in one query per 500 ids."""
-        found: set[str] = set()
         with self.database.reading() as conn:
-            for start in range(0, len(blob_ids), 500):
-                chunk = blob_ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(f"SELECT id FROM blobs WHERE id IN ({marks})", chunk)
-                found.update(row[0] for row in rows)
-        return found
+            return {row[0] for row in _rows_of(conn, "id", blob_ids)}
 
     def blob_size(self, blob_id: str) -> int | None:
         """Length of ``blob_id`` in bytes, or None."""
@@ -77,3 +66,15 @@ class SqliteBlobs:
         """Remove ``blob_id``; used by garbage collection only."""
         with self.database.transaction() as conn:
             conn.execute("DELETE FROM blobs WHERE id = ?", (blob_id,))
+
+
+_IDS_PER_QUERY = 500
+"""Well under SQLite's limit on the parameters of one statement."""
+
+
+def _rows_of(conn: sqlite3.Connection, columns: str, blob_ids: Sequence[str]) -> Iterator[Any]:
+    """``columns`` of the rows of those of ``blob_ids`` that are stored."""
+    for start in range(0, len(blob_ids), _IDS_PER_QUERY):
+        chunk = blob_ids[start : start + _IDS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        yield from conn.execute(f"SELECT {columns} FROM blobs WHERE id IN ({marks})", chunk)
