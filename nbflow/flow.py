@@ -303,17 +303,7 @@ class Flow:
                 name=self.name,
                 hint="start one with run()",
             )
-        matches = self.home.events.find_runs(prefix)
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise StorageError("run_not_found", f"no run id starts with {prefix!r}", name=prefix)
-        raise NbflowError(
-            "run_ambiguous",
-            f"{len(matches)} runs start with {prefix!r}",
-            name=prefix,
-            hint="type more characters of the run id",
-        )
+        return self.home.events.run_named(prefix)
 
     def close(self) -> None:
         """Close the home's database connection."""

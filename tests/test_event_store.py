@@ -107,6 +107,20 @@ def test_find_runs_by_prefix_treats_wildcards_literally(home: Home) -> None:
     assert home.events.find_runs("a%") == []
 
 
+def test_a_run_is_named_by_a_unique_prefix_of_its_id(home: Home) -> None:
+    for run_id in ("abc-1", "abc-2", "xyz-1"):
+        home.events.append(run_id, 0, [started()])
+    assert home.events.run_named("abc-2") == "abc-2"
+    assert home.events.run_named("x") == "xyz-1"
+    with pytest.raises(NbflowError) as ambiguous:
+        home.events.run_named("abc")
+    assert ambiguous.value.code == "run_ambiguous"
+    assert "2 runs start with 'abc'" in ambiguous.value.message
+    with pytest.raises(NbflowError) as unknown:
+        home.events.run_named("nope")
+    assert unknown.value.code == "run_not_found"
+
+
 def test_foreign_sqlite_database_is_refused_and_left_unchanged(tmp_path: Path) -> None:
     root = tmp_path / ".nbflow"
     root.mkdir()

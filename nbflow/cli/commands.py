@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from nbflow import maintenance
 from nbflow.cli.errors import EXIT_FAILED, EXIT_OK, CommandLineError
+from nbflow.errors import NbflowError
 from nbflow.kernel.views import StateCounts, run_row
 from nbflow.store import Home
 from nbflow.ui.text import TextPresenter
@@ -15,12 +16,10 @@ from nbflow.ui.text import TextPresenter
 
 def resolve_run(home: Home, prefix: str) -> str:
     """The run id ``prefix`` names."""
-    matches = home.events.find_runs(prefix)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise CommandLineError(f"nbflow: no run id starts with {prefix!r} in {home.root}")
-    raise CommandLineError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
+    try:
+        return home.events.run_named(prefix)
+    except NbflowError as exc:
+        raise CommandLineError(f"nbflow: {exc.message} in {home.root}") from None
 
 
 def runs(home: Home, notebook: str | None, as_json: bool, limit: int | None) -> int:

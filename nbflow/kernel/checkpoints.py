@@ -30,12 +30,7 @@ def resolve_run(home: Home, flow_id: str, prefix: str | None, *, interrupted: bo
             return record.run_id
         kind = "interrupted run" if interrupted else "run"
         raise UsageError(f"nbflow: {flow_id} has no {kind}")
-    matches = home.events.find_runs(prefix)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise UsageError(f"nbflow: no run id starts with {prefix!r}")
-    raise UsageError(f"nbflow: {len(matches)} runs start with {prefix!r}; type more of it")
+    return usage(lambda: home.events.run_named(prefix))
 
 
 def restore_candidates(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
-from nbflow.errors import SequenceConflictError, StorageError
+from nbflow.errors import NbflowError, SequenceConflictError, StorageError
 from nbflow.model.events import (
     Event,
     EventEnvelope,
@@ -111,6 +111,21 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def find_runs(self, prefix: str) -> list[str]:
         """Run ids that start with ``prefix``."""
+
+    def run_named(self, prefix: str) -> str:
+        """The one run id that starts with ``prefix``; ``run_not_found`` when none does,
+        ``run_ambiguous`` when several do."""
+        matches = self.find_runs(prefix)
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise StorageError("run_not_found", f"no run id starts with {prefix!r}", name=prefix)
+        raise NbflowError(
+            "run_ambiguous",
+            f"{len(matches)} runs start with {prefix!r}",
+            name=prefix,
+            hint="type more characters of the run id",
+        )
 
     @abc.abstractmethod
     def close(self) -> None:
