@@ -132,8 +132,13 @@ class SliceWriter:
             self._write_ahead(job, None)
 
     def _write_gated(self, job: BufferJob, name: str, size: int, gate: Gate) -> None:
-        with _about(name, size):
-            self._write_ahead(job, gate)
+        try:
+            with _about(name, size):
+                self._write_ahead(job, gate)
+        except StorageError:
+            if gate.passes():
+                raise  # a stored variable needs it: the capture fails, naming it
+            # else nothing refers to it: its failure fails nothing
 
     def _write_ahead(self, job: BufferJob, gate: Gate | None) -> None:
         """Write a buffer that is almost surely new while its hash is computed, then name

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbflow.errors import StorageError
 from nbflow.snapshot import NamespaceCodec, VariableStatus
 from nbflow.snapshot.writer import SliceWriter
-from nbflow.store import Home
+from nbflow.store import Home, faults
 
 TOKEN = "ghp_" + "Zq7Rk2Lm9Xv4Tn8Bw1Yc6Hd3Fs5Gj0Pa" + "Nu1E"
 ROWS = 2_100_000  # 16.8 MB of float64: above the early-start threshold
@@ -197,3 +198,36 @@ def test_a_big_array_as_big_as_last_time_is_pickled_once(home: Home) -> None:
     bigger.attrs["counted"] = counted
     codec.capture({"frame": bigger})
     assert counted.calls == 5  # a new size: alone again
+
+
+def test_a_failed_early_write_of_a_variable_that_is_not_stored_fails_nothing(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    spy_early(monkeypatch, events)
+    frame = pd.DataFrame({"a": np.random.default_rng(6).random(ROWS)})
+    frame.attrs["flaky"] = Flaky()
+    faults.arm("artifact.write", "enospc")  # the frame's early write
+    try:
+        codec = NamespaceCodec(home.artifacts)
+        snapshot_id = codec.capture({"frame": frame, "step": 1})
+    finally:
+        faults.disarm_all()
+    assert events == [f"early frame {ROWS * 8}"]
+    assert codec.document(snapshot_id).names(VariableStatus.SKIPPED) == ("frame",)
+    assert temp_files(home) == []
+
+
+def test_a_failed_early_write_of_a_stored_variable_fails_the_capture_naming_it(
+    home: Home,
+) -> None:
+    frame = pd.DataFrame({"a": np.random.default_rng(7).random(ROWS)})
+    faults.arm("artifact.write", "enospc")
+    try:
+        with pytest.raises(StorageError) as caught:
+            NamespaceCodec(home.artifacts).capture({"frame": frame, "step": 1})
+    finally:
+        faults.disarm_all()
+    assert caught.value.code == "disk_full"
+    assert caught.value.details["variable"] == "frame"
+    assert temp_files(home) == []
