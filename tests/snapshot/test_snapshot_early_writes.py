@@ -56,6 +56,17 @@ def spy_early(monkeypatch: pytest.MonkeyPatch, events: list[str]) -> None:
     monkeypatch.setattr(SliceWriter, "start_early", spied)
 
 
+def spy_gated(monkeypatch: pytest.MonkeyPatch, names: list[str]) -> None:
+    """Records the variables whose buffers were written through a gate (started early)."""
+    write_gated = SliceWriter._write_gated
+
+    def spied(self: SliceWriter, job: Any, name: str, size: int, gate: Any) -> None:
+        names.append(name)  # list.append is atomic: worker threads may call this at once
+        write_gated(self, job, name, size, gate)
+
+    monkeypatch.setattr(SliceWriter, "_write_gated", spied)
+
+
 def spy_write_ahead(monkeypatch: pytest.MonkeyPatch, home: Home, sizes: list[int]) -> None:
     write_ahead = home.artifacts.write_ahead
 
@@ -80,8 +91,10 @@ def test_big_arrays_start_writing_before_the_other_variables_are_pickled(
 ) -> None:
     events: list[str] = []
     sizes: list[int] = []
+    gated: list[str] = []
     spy_early(monkeypatch, events)
     spy_write_ahead(monkeypatch, home, sizes)
+    spy_gated(monkeypatch, gated)
     rng = np.random.default_rng(1)
     namespace: dict[str, Any] = {
         "arr": rng.random(ROWS),
@@ -97,8 +110,10 @@ def test_big_arrays_start_writing_before_the_other_variables_are_pickled(
         f"early frame {2 * ROWS * 8}",
         "stream reaches the other variables",
     ]
-    # Each buffer written once, though it met the pickler twice.
+    # Each buffer written once, though it met the pickler twice, and that write is the
+    # one started early.
     assert sorted(sizes) == sorted([namespace["arr"].nbytes, 2 * ROWS * 8])
+    assert sorted(gated) == ["arr", "frame"]
     report = codec.last_report
     assert report is not None
     assert report.bytes_written < namespace["arr"].nbytes + 2 * ROWS * 8 + 1_000_000
