@@ -191,8 +191,9 @@ class Capture:
         self._clean: set[str] = set()
         """Content ids of in-band bytes that passed the secret scan."""
         self._early_clean: set[str] = set()
-        self._big: set[tuple[str, int]] = set()
         """Those of them that are array variables pickled alone by :meth:`_start_early`."""
+        self._big: set[tuple[str, int]] = set()
+        """``(name, bulk_hint)`` of this capture's big array variables."""
 
     def run(self, namespace: Mapping[str, Any]) -> tuple[str, SnapshotDocument, CaptureReport]:
         """Store the namespace; returns the snapshot id, its document and the report."""
@@ -327,9 +328,8 @@ class Capture:
         clean one starts. The stream later meets the same buffers (``hasher`` knows them
         by their exporting object), whose writes then count for its slices; those no
         stored slice refers to are dropped (see :class:`SliceWriter`)."""
-        for name in [name for name in self._candidates if name in self._late]:
-            value = self._candidates[name]
-            hint = bulk_hint(value)
+        for name, value in self._candidates.items():
+            hint = bulk_hint(value) if name in self._late else 0
             if hint < EARLY_MIN:
                 continue
             self._big.add((name, hint))
@@ -353,7 +353,6 @@ class Capture:
                 writer.start_early(hasher.add(view), name, size)
 
     def _stream(self, hasher: BufferHasher, writer: SliceWriter) -> list[Slice]:
-        clean = self._clean
         while True:
             sink = _Sink()
             jobs: list[list[BufferJob]] = [[]]
@@ -369,12 +368,12 @@ class Capture:
                     break
                 data = sink.current.getvalue()
                 digest = content_id(data)
-                if digest not in clean:
+                if digest not in self._clean:
                     found = self._scan(data)
                     if found is not None:
                         self._exclude(name, VariableStatus.WITHHELD, _looks_like(found))
                         break
-                    clean.add(digest)
+                    self._clean.add(digest)
                 piece = Slice(name, type_name(value), data, digest, jobs[0])
                 # Final now: a later failure restarts the stream without changing this
                 # slice's bytes, so its artifacts can go to disk while pickling goes on.

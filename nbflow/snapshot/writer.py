@@ -114,9 +114,9 @@ class SliceWriter:
                 )
             )
 
-    def shut_gates(self) -> None:
+    def _shut_gates(self) -> None:
         """The stream has ended: buffers started early that no stored slice refers to are
-        dropped. Call before :meth:`finish` or :meth:`close`, which wait for them."""
+        dropped. Before :meth:`finish` or :meth:`close` wait for their writes."""
         for gate in self._gates.values():
             gate.shut()
 
@@ -182,7 +182,7 @@ class SliceWriter:
     def finish(self) -> None:
         """Store the small slices that are not stored yet, and wait for every queued
         write; raises the first failure."""
-        self.shut_gates()
+        self._shut_gates()
         small, self._small = self._small, []
         # One query for every small slice: most are unchanged variables, stored before.
         missing = self._artifacts.missing(digest for _, _, digest, _ in small)
@@ -195,7 +195,7 @@ class SliceWriter:
 
     def close(self) -> None:
         """Stop the threads (after a failure, without waiting for queued writes)."""
-        self.shut_gates()
+        self._shut_gates()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
