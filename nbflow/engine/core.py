@@ -2,9 +2,11 @@
 
 Semantics follow DESIGN §3. The engine is synchronous and runs state bodies on the calling
 thread: in a kernel that is the main thread, where IPython expects user code to run.
-Rejected alternative: an asyncio engine. Bodies are blocking user code, an event loop would
-need nesting inside the kernel's own loop, and the only gain (parallel branches) is refused
-until fan-out is built.
+Rejected alternative: an asyncio engine. Bodies are blocking user code, and an event loop
+would need nesting inside the kernel's own loop. Parallel branches did not need one either:
+fan-out (:mod:`.fanout`) runs them in worker processes and only this thread appends events.
+Serving a state from the cache is :mod:`.serving`, replay's manifest and check
+:mod:`.replaying`; both are shared with fan-out.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from nbflow.engine.context import C, ContextCodec
 from nbflow.engine.contract import (
     check_start_contract,
     read_manifest,
-    store_manifest,
     validate_execution_mode,
 )
 from nbflow.engine.facts import CURRENT_SCOPE, FactScope, FactValues
@@ -36,8 +37,10 @@ from nbflow.engine.fanout import BranchRunner, FanOut, Parked, Progress
 from nbflow.engine.history import RunHistory, read_history
 from nbflow.engine.logs import RunLogger
 from nbflow.engine.plan import topological_order
+from nbflow.engine.replaying import check_replay, replay_manifest
 from nbflow.engine.results import Body, BodyResolver, RunPhase, RunResult, StartRequest
 from nbflow.engine.secret_guard import Reporter, SecretGuard
+from nbflow.engine.serving import cached_outputs, record_served
 from nbflow.engine.writer import RunWriter
 from nbflow.errors import HistoryError, NbflowError, StorageError
 from nbflow.hashing.redact import KnownSecrets, Redaction
@@ -50,12 +53,10 @@ from nbflow.model.events import (
     EventEnvelope,
     FactRecorded,
     FanOutStarted,
-    ReplayChecked,
     RetryScheduled,
     RunCompleted,
     RunStarted,
     RunStatus,
-    StateCached,
     StateCompleted,
     StateEntered,
     StateFailed,
@@ -66,7 +67,7 @@ from nbflow.model.manifest import Manifest
 from nbflow.model.plan import StateSpec
 from nbflow.parallel.executors import Executor
 from nbflow.store.artifacts import ArtifactStore
-from nbflow.store.cache_index import CacheEntry, SqliteCacheIndex
+from nbflow.store.cache_index import SqliteCacheIndex
 from nbflow.store.events import EventStore
 from nbflow.store.leases import Lease, SqliteLeases, current_owner
 
@@ -633,7 +634,7 @@ class Engine(Generic[C]):
                 )
         checked = None
         if replay_of and replayed is not None:
-            checked = self._check_replay(replay_of, replayed, current_snapshot_id)
+            checked = check_replay(self.codec, replay_of, replayed, current_snapshot_id)
         if checked is not None:
             writer.append(checked)
         writer.append(
@@ -867,81 +868,17 @@ class Engine(Generic[C]):
         writer: RunWriter,
     ) -> _Live[C] | None:
         """Complete the open attempt from the cache, if an intact entry has ``key``."""
-        found = self.cached_outputs(cache, key, base_snapshot_id, context, writer.run_id)
+        found = cached_outputs(self.codec, cache, key, base_snapshot_id, context, writer.run_id)
         if found is None:
             return None
         entry, snapshot_id, reused_context = found
-        self.record_served(cache, entry, key, spec, snapshot_id, writer)
+        record_served(cache, entry, key, spec, snapshot_id, writer)
         return _Live(snapshot_id, reused_context)
-
-    def cached_outputs(
-        self, cache: RunCache[C], key: str, base_snapshot_id: str, context: C, run_id: str
-    ) -> tuple[CacheEntry, str, C] | None:
-        """The first intact entry with ``key``, the snapshot of ``context`` with its
-        outputs put in, and that context; None if there is none."""
-        for entry in cache.index.find(key, cache.manifest.flow_id):
-            try:
-                reused = cache.policy.reuse(entry, context, base_snapshot_id)
-                if not reused.changed:
-                    snapshot_id = base_snapshot_id  # its outputs were there already
-                elif entry.base_snapshot_id == base_snapshot_id:
-                    snapshot_id = entry.snapshot_id
-                else:
-                    snapshot_id = self.codec.capture(reused.context)
-            except NbflowError as exc:  # damaged or gone: try the next, or run the code
-                RunLogger(run_id).warning("cache entry not usable: %s", exc.message)
-                continue
-            return entry, snapshot_id, reused.context
-        return None
-
-    def record_served(
-        self,
-        cache: RunCache[C],
-        entry: CacheEntry,
-        key: str,
-        spec: StateSpec,
-        snapshot_id: str,
-        writer: RunWriter,
-    ) -> None:
-        """Record the open attempt of ``spec`` as served from ``entry``."""
-        writer.append(
-            StateCached(
-                state_id=spec.id,
-                from_run=entry.run_id,
-                from_state=entry.state_id,
-                key=key,
-                saved_ms=entry.took_ms,
-                computed_us=entry.created_us,
-            )
-        )
-        writer.stage(
-            StateCompleted(state_id=spec.id, context_snapshot_id=snapshot_id),
-            partial(cache.index.touch_in, entry=entry),
-        )
 
     def replay_manifest(self, run_id: str) -> tuple[Manifest, str, str]:
         """For a replay of ``run_id``: its manifest with ``replay_of`` set (stored), that
         manifest's id, and the snapshot ``run_id`` started from."""
-        history = self.history(run_id)
-        original = read_manifest(self.artifacts, history.started.manifest_id)
-        config = original.run_config.model_copy(update={"replay_of": run_id})
-        manifest = original.model_copy(update={"run_config": config})
-        return (
-            manifest,
-            store_manifest(self.artifacts, manifest),
-            history.started.initial_snapshot_id,
-        )
-
-    def _check_replay(self, run_id: str, replayed: RunHistory, snapshot_id: str) -> ReplayChecked:
-        ended = replayed.run_completed
-        original = ended.final_snapshot_id if ended is not None else None
-        if original == snapshot_id:
-            return ReplayChecked(of_run=run_id, reproduced=True, same_snapshot=True)
-        compare = getattr(self.codec, "differing", None)
-        if original is None or compare is None:  # the replayed run had not completed
-            return ReplayChecked(of_run=run_id, reproduced=False)
-        differing = tuple(compare(original, snapshot_id))
-        return ReplayChecked(of_run=run_id, reproduced=not differing, differing=differing)
+        return replay_manifest(self.artifacts, run_id, self.history(run_id))
 
     def _fail(
         self, spec: StateSpec, attempt: int, writer: RunWriter, error: ErrorInfo

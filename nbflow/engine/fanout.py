@@ -33,7 +33,9 @@ from nbflow.engine.caching import RunCache
 from nbflow.engine.context import C
 from nbflow.engine.facts import FactScope
 from nbflow.engine.logs import RunLogger
+from nbflow.engine.replaying import check_replay
 from nbflow.engine.results import Body, RunPhase, RunResult
+from nbflow.engine.serving import cached_outputs, record_served
 from nbflow.engine.writer import RunWriter
 from nbflow.errors import NbflowError
 from nbflow.model.config import RetryPolicy
@@ -381,16 +383,16 @@ class FanOut(Generic[C]):
         if keyed.key is None:
             self.writer.append(*entered)
             return None
-        found = self.engine.cached_outputs(self.cache, keyed.key, base, context, self.writer.run_id)
+        found = cached_outputs(
+            self.engine.codec, self.cache, keyed.key, base, context, self.writer.run_id
+        )
         if found is not None:
             entry, snapshot_id, _ = found
             changes = self.codec.changes(base, snapshot_id)
             if self._conflict(spec.id, snapshot_id, changes) is None:
                 for event in entered:
                     self.writer.stage(event)
-                self.engine.record_served(
-                    self.cache, entry, keyed.key, spec, snapshot_id, self.writer
-                )
+                record_served(self.cache, entry, keyed.key, spec, snapshot_id, self.writer)
                 self.writer.flush()
                 self.completed[spec.id] = snapshot_id
                 self.bases[spec.id] = base
@@ -638,7 +640,9 @@ class FanOut(Generic[C]):
         checked = None
         replay_of = self.manifest.run_config.replay_of
         if replay_of:
-            checked = self.engine._check_replay(replay_of, self.engine.history(replay_of), final)
+            checked = check_replay(
+                self.engine.codec, replay_of, self.engine.history(replay_of), final
+            )
             self.writer.append(checked)
         self.writer.append(RunCompleted(status=RunStatus.COMPLETED, final_snapshot_id=final))
         self.runner.joined(self.epoch, final)
