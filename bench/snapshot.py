@@ -15,12 +15,13 @@ nbflow's restore verifies every artifact's hash, the others verify nothing. Each
 the median of ``--reps`` runs (at least 3). Also measured: raw write+fsync of as many bytes
 as nbflow's first checkpoint wrote, and blake3's speed in memory.
 
-Every tool's run and every raw write starts right after touching and freeing as much
-memory as it will write (``warm_memory``). On a virtual machine whose balloon reports free
-pages to the host, a page left free for a few seconds costs a fault in the host when it is
-used again, here as page cache: writing 912 MB took 2.6 to 3.4 s after a 5 s pause, against
-0.55 to 0.63 s right after a free. Without the warm-up, a figure depended on how long the
-memory it wrote into had lain free.
+Every timed step (each tool's checkpoints and restores, and each raw write) starts right
+after touching and freeing 1.5 times as much memory as the namespace's arrays
+(``warm_memory``). On a virtual machine whose balloon reports free pages to the host, a
+page left free for a few seconds costs a fault in the host when it is used again: writing
+912 MB took 2.6 to 3.4 s after a 5 s pause, against 0.55 to 0.63 s right after a free.
+Without the warm-up, a figure depended on how long the memory it wrote into (or, for a
+restore, read into) had lain free.
 
 Usage: ``python bench/snapshot.py [--quick] [--reps N] [--dir DIR]``. ``--quick`` uses a
 namespace ten times smaller. The summary lines are ``incremental vs dill: <x>x``,
@@ -45,6 +46,7 @@ import tempfile
 import time
 import types
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import blake3
@@ -58,6 +60,8 @@ from nbflow.store import Home
 
 MB = 1_000_000
 Timings = dict[str, float]
+Warm = Callable[[], None]
+"""Touches and frees memory before a timed step (see ``warm_memory``)."""
 
 
 def build_namespace(scale: float) -> dict[str, Any]:
@@ -122,16 +126,19 @@ def folder_size(path: pathlib.Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_nbflow(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
+def run_nbflow(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
     """One round of nbflow: first checkpoint, scalar change, restores."""
     home = Home(workdir / ".nbflow")
     try:
         codec = NamespaceCodec(home.artifacts)
+        warm()
         first, snapshot_id = timed(lambda: codec.capture(namespace))
         written = codec.last_report.bytes_written if codec.last_report else 0
         namespace["step"] += 1
+        warm()
         incremental, snapshot_id = timed(lambda: codec.capture(namespace))
         gc.collect()
+        warm()
         lazy, touched = restore_and_touch(home, snapshot_id, namespace["step"])
         size = folder_size(home.root)
     finally:
@@ -154,7 +161,7 @@ def restore_and_touch(home: Home, snapshot_id: str, step: int) -> tuple[float, f
     return lazy, touched
 
 
-def run_dill(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
+def run_dill(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
     """One round of ``dill.dump_module``/``load_module`` on a module holding the namespace."""
     module = types.ModuleType("nbflow_bench_namespace")
     module.__dict__.update(namespace)
@@ -166,10 +173,13 @@ def run_dill(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
                 dill.dump_module(handle, module=module)
             fsync_path(path)
 
+        warm()
         first, _ = timed(lambda: dump(workdir / "first.pkl"))
         module.__dict__["step"] += 1
+        warm()
         incremental, _ = timed(lambda: dump(workdir / "second.pkl"))
         gc.collect()
+        warm()
         load, loaded = timed(lambda: dill.load_module(str(workdir / "second.pkl")))
         touched, _ = timed(lambda: touch(dict(loaded.__dict__)))
         size = (workdir / "second.pkl").stat().st_size
@@ -184,21 +194,25 @@ def run_dill(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
     }
 
 
-def run_joblib(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
+def run_joblib(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
     """One round of ``joblib.dump``/``load`` (lazy: ``mmap_mode="r"``)."""
 
     def dump(path: pathlib.Path) -> None:
         joblib.dump(namespace, path)
         fsync_path(path)
 
+    warm()
     first, _ = timed(lambda: dump(workdir / "first.joblib"))
     namespace["step"] += 1
+    warm()
     incremental, _ = timed(lambda: dump(workdir / "second.joblib"))
     gc.collect()
+    warm()
     lazy, loaded = timed(lambda: joblib.load(workdir / "second.joblib", mmap_mode="r"))
     _touched, _ = timed(lambda: touch(loaded))
     del loaded
     gc.collect()
+    warm()
     full_load, loaded = timed(lambda: joblib.load(workdir / "second.joblib"))
     full_touch, _ = timed(lambda: touch(loaded))
     return {
@@ -210,7 +224,7 @@ def run_joblib(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
     }
 
 
-def run_pickle(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
+def run_pickle(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
     """One round of ``pickle.dump``/``load`` of the whole dict, protocol 5, in band."""
 
     def dump(path: pathlib.Path) -> None:
@@ -222,10 +236,13 @@ def run_pickle(namespace: dict[str, Any], workdir: pathlib.Path) -> Timings:
         with open(path, "rb") as handle:
             return pickle.load(handle)
 
+    warm()
     first, _ = timed(lambda: dump(workdir / "first.pkl"))
     namespace["step"] += 1
+    warm()
     incremental, _ = timed(lambda: dump(workdir / "second.pkl"))
     gc.collect()
+    warm()
     loaded_time, loaded = timed(lambda: load(workdir / "second.pkl"))
     touched, _ = timed(lambda: touch(loaded))
     return {
@@ -300,7 +317,7 @@ def main() -> None:
         print(f"namespace: {nbytes / MB:,.0f} MB of arrays, {reps} runs each, in {root}")
         raw_write(source, source.nbytes, root / "warmup")  # first page-cache use is slower
 
-        runners: dict[str, Callable[[dict[str, Any], pathlib.Path], Timings]] = {
+        runners: dict[str, Callable[[dict[str, Any], pathlib.Path, Warm], Timings]] = {
             "nbflow": run_nbflow,
             "dill.dump_module": run_dill,
             "joblib": run_joblib,
@@ -314,8 +331,7 @@ def main() -> None:
             for name, runner in runners.items():
                 workdir = root / f"{rep}-{name.split()[0]}"
                 workdir.mkdir()
-                warm_memory(nbytes)
-                results[name].append(runner(namespace, workdir))
+                results[name].append(runner(namespace, workdir, partial(warm_memory, nbytes)))
                 shutil.rmtree(workdir)
                 gc.collect()
             written = int(results["nbflow"][-1]["written"])
