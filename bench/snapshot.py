@@ -46,7 +46,6 @@ import tempfile
 import time
 import types
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import blake3
@@ -60,8 +59,8 @@ from nbflow.store import Home
 
 MB = 1_000_000
 Timings = dict[str, float]
-Warm = Callable[[], None]
-"""Touches and frees memory before a timed step (see ``warm_memory``)."""
+Measure = Callable[[Callable[[], Any]], tuple[float, Any]]
+"""Times a step that starts on warm memory (see ``warm_memory``), as ``timed`` does."""
 
 
 def build_namespace(scale: float) -> dict[str, Any]:
@@ -93,7 +92,7 @@ def touch(namespace: dict[str, Any]) -> None:
 
 
 def warm_memory(nbytes: int) -> None:
-    """Touch and free ``nbytes`` and half as much again, so that the timed write that comes
+    """Touch and free ``nbytes`` and half as much again, so that the timed step that comes
     next fills pages the host still backs (see the module's docstring)."""
     ballast = np.empty(nbytes + nbytes // 2, dtype=np.uint8)
     ballast.fill(1)
@@ -126,20 +125,17 @@ def folder_size(path: pathlib.Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_nbflow(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
+def run_nbflow(namespace: dict[str, Any], workdir: pathlib.Path, measure: Measure) -> Timings:
     """One round of nbflow: first checkpoint, scalar change, restores."""
     home = Home(workdir / ".nbflow")
     try:
         codec = NamespaceCodec(home.artifacts)
-        warm()
-        first, snapshot_id = timed(lambda: codec.capture(namespace))
+        first, snapshot_id = measure(lambda: codec.capture(namespace))
         written = codec.last_report.bytes_written if codec.last_report else 0
         namespace["step"] += 1
-        warm()
-        incremental, snapshot_id = timed(lambda: codec.capture(namespace))
+        incremental, snapshot_id = measure(lambda: codec.capture(namespace))
         gc.collect()
-        warm()
-        lazy, touched = restore_and_touch(home, snapshot_id, namespace["step"])
+        lazy, touched = restore_and_touch(home, snapshot_id, namespace["step"], measure)
         size = folder_size(home.root)
     finally:
         home.close()
@@ -153,15 +149,17 @@ def run_nbflow(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> 
     }
 
 
-def restore_and_touch(home: Home, snapshot_id: str, step: int) -> tuple[float, float]:
+def restore_and_touch(
+    home: Home, snapshot_id: str, step: int, measure: Measure
+) -> tuple[float, float]:
     """Seconds of a lazy restore by a fresh codec, and of touching every page after it."""
-    lazy, restored = timed(lambda: NamespaceCodec(home.artifacts).restore(snapshot_id))
+    lazy, restored = measure(lambda: NamespaceCodec(home.artifacts).restore(snapshot_id))
     assert restored["step"] == step
     touched, _ = timed(lambda: touch(restored))
     return lazy, touched
 
 
-def run_dill(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
+def run_dill(namespace: dict[str, Any], workdir: pathlib.Path, measure: Measure) -> Timings:
     """One round of ``dill.dump_module``/``load_module`` on a module holding the namespace."""
     module = types.ModuleType("nbflow_bench_namespace")
     module.__dict__.update(namespace)
@@ -173,14 +171,11 @@ def run_dill(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Ti
                 dill.dump_module(handle, module=module)
             fsync_path(path)
 
-        warm()
-        first, _ = timed(lambda: dump(workdir / "first.pkl"))
+        first, _ = measure(lambda: dump(workdir / "first.pkl"))
         module.__dict__["step"] += 1
-        warm()
-        incremental, _ = timed(lambda: dump(workdir / "second.pkl"))
+        incremental, _ = measure(lambda: dump(workdir / "second.pkl"))
         gc.collect()
-        warm()
-        load, loaded = timed(lambda: dill.load_module(str(workdir / "second.pkl")))
+        load, loaded = measure(lambda: dill.load_module(str(workdir / "second.pkl")))
         touched, _ = timed(lambda: touch(dict(loaded.__dict__)))
         size = (workdir / "second.pkl").stat().st_size
     finally:
@@ -194,26 +189,22 @@ def run_dill(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Ti
     }
 
 
-def run_joblib(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
+def run_joblib(namespace: dict[str, Any], workdir: pathlib.Path, measure: Measure) -> Timings:
     """One round of ``joblib.dump``/``load`` (lazy: ``mmap_mode="r"``)."""
 
     def dump(path: pathlib.Path) -> None:
         joblib.dump(namespace, path)
         fsync_path(path)
 
-    warm()
-    first, _ = timed(lambda: dump(workdir / "first.joblib"))
+    first, _ = measure(lambda: dump(workdir / "first.joblib"))
     namespace["step"] += 1
-    warm()
-    incremental, _ = timed(lambda: dump(workdir / "second.joblib"))
+    incremental, _ = measure(lambda: dump(workdir / "second.joblib"))
     gc.collect()
-    warm()
-    lazy, loaded = timed(lambda: joblib.load(workdir / "second.joblib", mmap_mode="r"))
+    lazy, loaded = measure(lambda: joblib.load(workdir / "second.joblib", mmap_mode="r"))
     _touched, _ = timed(lambda: touch(loaded))
     del loaded
     gc.collect()
-    warm()
-    full_load, loaded = timed(lambda: joblib.load(workdir / "second.joblib"))
+    full_load, loaded = measure(lambda: joblib.load(workdir / "second.joblib"))
     full_touch, _ = timed(lambda: touch(loaded))
     return {
         "first": first,
@@ -224,7 +215,7 @@ def run_joblib(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> 
     }
 
 
-def run_pickle(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> Timings:
+def run_pickle(namespace: dict[str, Any], workdir: pathlib.Path, measure: Measure) -> Timings:
     """One round of ``pickle.dump``/``load`` of the whole dict, protocol 5, in band."""
 
     def dump(path: pathlib.Path) -> None:
@@ -236,14 +227,11 @@ def run_pickle(namespace: dict[str, Any], workdir: pathlib.Path, warm: Warm) -> 
         with open(path, "rb") as handle:
             return pickle.load(handle)
 
-    warm()
-    first, _ = timed(lambda: dump(workdir / "first.pkl"))
+    first, _ = measure(lambda: dump(workdir / "first.pkl"))
     namespace["step"] += 1
-    warm()
-    incremental, _ = timed(lambda: dump(workdir / "second.pkl"))
+    incremental, _ = measure(lambda: dump(workdir / "second.pkl"))
     gc.collect()
-    warm()
-    loaded_time, loaded = timed(lambda: load(workdir / "second.pkl"))
+    loaded_time, loaded = measure(lambda: load(workdir / "second.pkl"))
     touched, _ = timed(lambda: touch(loaded))
     return {
         "first": first,
@@ -317,7 +305,11 @@ def main() -> None:
         print(f"namespace: {nbytes / MB:,.0f} MB of arrays, {reps} runs each, in {root}")
         raw_write(source, source.nbytes, root / "warmup")  # first page-cache use is slower
 
-        runners: dict[str, Callable[[dict[str, Any], pathlib.Path, Warm], Timings]] = {
+        def measure(action: Callable[[], Any]) -> tuple[float, Any]:
+            warm_memory(nbytes)
+            return timed(action)
+
+        runners: dict[str, Callable[[dict[str, Any], pathlib.Path, Measure], Timings]] = {
             "nbflow": run_nbflow,
             "dill.dump_module": run_dill,
             "joblib": run_joblib,
@@ -331,11 +323,11 @@ def main() -> None:
             for name, runner in runners.items():
                 workdir = root / f"{rep}-{name.split()[0]}"
                 workdir.mkdir()
-                results[name].append(runner(namespace, workdir, partial(warm_memory, nbytes)))
+                results[name].append(runner(namespace, workdir, measure))
                 shutil.rmtree(workdir)
                 gc.collect()
             written = int(results["nbflow"][-1]["written"])
-            warm_memory(written)
+            warm_memory(nbytes)
             raw.append(raw_write(source, written, root / "raw"))
             hashing.append(blake3_speed(source))
             floors.append(unpickle_floor(namespace))

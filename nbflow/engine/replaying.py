@@ -4,8 +4,6 @@ initial snapshot, and, when it completes, whether it reproduced that run's final
 
 from __future__ import annotations
 
-from typing import Any
-
 from nbflow.engine.contract import read_manifest, store_manifest
 from nbflow.engine.history import RunHistory
 from nbflow.model.events import ReplayChecked
@@ -25,7 +23,9 @@ def replay_manifest(
     return replay, store_manifest(artifacts, replay), original.started.initial_snapshot_id
 
 
-def check_replay(codec: Any, run_id: str, replayed: RunHistory, snapshot_id: str) -> ReplayChecked:
+def check_replay(
+    codec: object, run_id: str, replayed: RunHistory, snapshot_id: str
+) -> ReplayChecked:
     """Whether a replay of ``run_id`` (whose history is ``replayed``) that ended on
     ``snapshot_id`` reproduced it: the same snapshot, or no variable that differs, when
     ``codec`` can tell (its ``differing``)."""
